@@ -1,0 +1,23 @@
+"""The one exception family of nasrank: bad input raises a subclass of :class:`NasrankError`.
+
+Every message names the bad value and what was expected, so a user can fix the input without
+reading the source.
+"""
+
+from __future__ import annotations
+
+
+class NasrankError(ValueError):
+    """Bad input to nasrank (malformed architecture, wrong file, wrong space...)."""
+
+
+class InvalidArchitectureError(NasrankError):
+    """An architecture string or value that is not part of the search space."""
+
+
+class LabelTableError(NasrankError):
+    """A label table or benchmark file that is missing, malformed or inconsistent."""
+
+
+class SpaceMismatchError(NasrankError):
+    """An object (checkpoint, label table, supernet) that belongs to another search space."""
