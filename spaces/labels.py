@@ -1,0 +1,281 @@
+"""Label tables: architecture keys plus named float columns, stored as CSV.
+
+One on-disk format for every producer (supernet weak labels, proxies, benchmarks) and consumer
+(predictor, search). The file starts with one comment line naming the space, then a header
+``key,<col>...,note``. ``note`` holds the reason for any non-finite value, so nothing is turned
+silently into a number. :class:`LabelWriter` appends rows in chunks: a killed job loses at most
+one chunk and a rerun skips the keys already written.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LabelTableError, SpaceMismatchError
+
+HEADER_PREFIX = "# nasrank label table; space="
+NOTE = "note"
+
+
+class LabelTable:
+    """Keys (canonical architecture strings) and named float64 columns of equal length."""
+
+    def __init__(
+        self, keys: Sequence[str], columns: Mapping[str, Any], *, space: str = "",
+        notes: Sequence[str] | None = None,
+    ) -> None:
+        self.keys: list[str] = [str(k) for k in keys]
+        for i, k in enumerate(self.keys):
+            if k == "" or k.lower() == "nan":
+                raise LabelTableError(f"row {i}: empty or NaN key {k!r}")
+        self.space = space
+        self.columns: dict[str, np.ndarray] = {}
+        for name, values in columns.items():
+            if name in ("key", NOTE):
+                raise LabelTableError(f"column name {name!r} is reserved")
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.shape != (len(self.keys),):
+                raise LabelTableError(
+                    f"column {name!r} has shape {arr.shape}, expected ({len(self.keys)},)"
+                )
+            self.columns[name] = arr
+        self.notes: list[str] = list(notes) if notes is not None else [""] * len(self.keys)
+        self._index = {k: i for i, k in enumerate(self.keys)}
+        if len(self._index) != len(self.keys):
+            dup = next(k for i, k in enumerate(self.keys) if self._index[k] != i)
+            raise LabelTableError(f"duplicate key {dup!r} in label table")
+
+    # -- access
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def index(self, key: str) -> int:
+        try:
+            return self._index[key]
+        except KeyError:
+            raise LabelTableError(f"key {key!r} is not in the label table") from None
+
+    def column(self, name: str) -> np.ndarray:
+        try:
+            return self.columns[name]
+        except KeyError:
+            raise LabelTableError(
+                f"unknown label column {name!r}; available: {sorted(self.columns)}"
+            ) from None
+
+    def row(self, key: str) -> dict[str, float]:
+        i = self.index(key)
+        return {n: float(c[i]) for n, c in self.columns.items()}
+
+    def select(self, keys: Iterable[str]) -> LabelTable:
+        """The rows of ``keys`` in that order (every key must be present)."""
+        idx = [self.index(k) for k in keys]
+        return LabelTable(
+            [self.keys[i] for i in idx], {n: c[idx] for n, c in self.columns.items()},
+            space=self.space, notes=[self.notes[i] for i in idx],
+        )
+
+    def with_columns(self, names: Sequence[str]) -> LabelTable:
+        return LabelTable(self.keys, {n: self.column(n) for n in names}, space=self.space,
+                          notes=self.notes)
+
+    def require_finite(self, names: Sequence[str] | None = None) -> None:
+        """Raise naming the first key whose value in one of ``names`` is NaN or infinite."""
+        for name in names if names is not None else self.names:
+            col = self.column(name)
+            bad = np.flatnonzero(~np.isfinite(col))
+            if bad.size:
+                i = int(bad[0])
+                raise LabelTableError(
+                    f"column {name!r} has {bad.size} non-finite values, first at key "
+                    f"{self.keys[i]!r} ({col[i]}){': ' + self.notes[i] if self.notes[i] else ''}"
+                )
+
+    def check_space(self, space_name: str) -> None:
+        if self.space and self.space != space_name:
+            raise SpaceMismatchError(
+                f"label table is for space {self.space!r}, expected {space_name!r}"
+            )
+
+    # -- files
+    def to_csv(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            f.write(f"{HEADER_PREFIX}{self.space}\n")
+            w = csv.writer(f)
+            w.writerow(["key", *self.names, NOTE])
+            for i, k in enumerate(self.keys):
+                w.writerow([k, *(_fmt(self.columns[n][i]) for n in self.names), self.notes[i]])
+        os.replace(tmp, path)  # atomic: a crash never leaves half a file
+
+    @classmethod
+    def read_csv(
+        cls, path: str | os.PathLike, *, space: str | None = None,
+        required: Sequence[str] = (),
+    ) -> LabelTable:
+        """Read a table written by :meth:`to_csv` / :class:`LabelWriter` (or any CSV with a
+        ``key`` column and numeric columns). ``space`` checks the recorded space."""
+        path = Path(path)
+        if not path.is_file():
+            raise LabelTableError(f"label table file {str(path)!r} does not exist")
+        with open(path, newline="") as f:
+            first = f.readline()
+            file_space = ""
+            if first.startswith(HEADER_PREFIX):
+                file_space = first[len(HEADER_PREFIX):].strip()
+            else:
+                f.seek(0)
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise LabelTableError(f"label table {str(path)!r} is empty (no header line)")
+            if "key" not in header:
+                raise LabelTableError(
+                    f"label table {str(path)!r} has no 'key' column; header is {header}"
+                )
+            kcol = header.index("key")
+            ncol = header.index(NOTE) if NOTE in header else None
+            names = [h for j, h in enumerate(header) if j not in (kcol, ncol)]
+            for name in required:
+                if name not in names:
+                    raise LabelTableError(
+                        f"label table {str(path)!r} lacks required column {name!r}; has {names}"
+                    )
+            keys, notes, rows = [], [], []
+            for lineno, rec in enumerate(reader, start=3 if file_space else 2):
+                if not rec:
+                    continue
+                if len(rec) != len(header):
+                    raise LabelTableError(
+                        f"{str(path)!r} line {lineno}: {len(rec)} fields, expected {len(header)}"
+                    )
+                key = rec[kcol].strip()
+                if key == "" or key.lower() == "nan":
+                    raise LabelTableError(f"{str(path)!r} line {lineno}: empty or NaN key {key!r}")
+                vals = []
+                for j, h in enumerate(header):
+                    if j in (kcol, ncol):
+                        continue
+                    vals.append(_parse_float(rec[j], path, lineno, h))
+                keys.append(key)
+                notes.append(rec[ncol] if ncol is not None else "")
+                rows.append(vals)
+        if space is not None and file_space and file_space != space:
+            raise SpaceMismatchError(
+                f"label table {str(path)!r} is for space {file_space!r}, expected {space!r}"
+            )
+        data = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+        return cls(keys, {n: data[:, j] for j, n in enumerate(names)},
+                   space=file_space or (space or ""), notes=notes)
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))  # round-trips exactly; 'nan' / 'inf' stay readable
+
+
+def _parse_float(text: str, path: Path, lineno: int, column: str) -> float:
+    text = text.strip()
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise LabelTableError(
+            f"{str(path)!r} line {lineno}: column {column!r} has non-numeric value {text!r}"
+        ) from None
+
+
+class LabelWriter:
+    """Append rows to a CSV label table in chunks; a rerun resumes after the written keys.
+
+    Use as a context manager; ``done`` holds the keys already on disk. Non-finite values are
+    written as ``nan``/``inf`` with the reason in the ``note`` column.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, columns: Sequence[str], *, space: str,
+        chunk_size: int = 64,
+    ) -> None:
+        if chunk_size < 1:
+            raise LabelTableError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.path = Path(path)
+        self.columns = list(columns)
+        self.space = space
+        self.chunk_size = chunk_size
+        self._pending: list[list[str]] = []
+        self.done: set[str] = set()
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._repair_tail()
+            existing = LabelTable.read_csv(self.path, space=space)
+            if existing.names != self.columns:
+                raise LabelTableError(
+                    f"{str(self.path)!r} has columns {existing.names}, this job writes "
+                    f"{self.columns}: use another output path"
+                )
+            self.done = set(existing.keys)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="") as f:
+                f.write(f"{HEADER_PREFIX}{space}\n")
+                csv.writer(f).writerow(["key", *self.columns, NOTE])
+
+    def _repair_tail(self) -> None:
+        """Drop a partial last line left by a kill in the middle of a write."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+
+    def add(self, key: str, values: Mapping[str, float], note: str = "") -> None:
+        missing = [c for c in self.columns if c not in values]
+        if missing:
+            raise LabelTableError(f"row {key!r} lacks values for columns {missing}")
+        extra = [c for c in values if c not in self.columns]
+        if extra:
+            raise LabelTableError(f"row {key!r} has unknown columns {extra}; table has {self.columns}")
+        if key in self.done:
+            raise LabelTableError(f"key {key!r} is already in {str(self.path)!r}")
+        vals = [float(values[c]) for c in self.columns]
+        bad = [c for c, v in zip(self.columns, vals) if not math.isfinite(v)]
+        if bad and not note:
+            note = f"non-finite: {', '.join(bad)}"
+        self._pending.append([key, *(_fmt(v) for v in vals), note])
+        self.done.add(key)
+        if len(self._pending) >= self.chunk_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerows(self._pending)
+            f.flush()
+            os.fsync(f.fileno())
+        self._pending.clear()
+
+    def __enter__(self) -> LabelWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def table(self) -> LabelTable:
+        self.flush()
+        return LabelTable.read_csv(self.path, space=self.space)
