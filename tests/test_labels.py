@@ -1,0 +1,132 @@
+"""Label tables and benchmark loaders: round trips, chunked resume, bad files named clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from spaces import LabelTable, LabelTableError, LabelWriter, SpaceMismatchError
+from spaces.benchmarks import canonical_subset, load_benchmark, load_nb201, load_nbsuite_zero
+from spaces.nb201 import NB201Space
+
+
+def test_csv_round_trip_keeps_values_nan_and_notes(tmp_path):
+    t = LabelTable(["a", "b"], {"x": [1.5, math.nan], "y": [1e300, -2.0]}, space="nb201",
+                   notes=["", "x diverged"])
+    t.to_csv(tmp_path / "t.csv")
+    r = LabelTable.read_csv(tmp_path / "t.csv", space="nb201")
+    assert r.keys == ["a", "b"] and r.space == "nb201" and r.notes == ["", "x diverged"]
+    assert r.column("y")[0] == 1e300 and math.isnan(r.column("x")[1])
+
+
+def test_writer_resumes_and_loses_at_most_a_chunk(tmp_path):
+    path = tmp_path / "labels.csv"
+    with LabelWriter(path, ["acc"], space="nb201", chunk_size=2) as w:
+        for i in range(5):
+            w.add(f"k{i}", {"acc": float(i)})
+    # simulate a kill in the middle of writing a row
+    with open(path, "a") as f:
+        f.write("k5,0.")
+    w2 = LabelWriter(path, ["acc"], space="nb201", chunk_size=2)
+    assert w2.done == {f"k{i}" for i in range(5)}
+    w2.add("k5", {"acc": 5.0})
+    w2.add("k6", {"acc": float("inf")})
+    t = w2.table()
+    assert t.keys == [f"k{i}" for i in range(7)]
+    assert list(t.column("acc")[:6]) == [0, 1, 2, 3, 4, 5]
+    assert t.notes[6] == "non-finite: acc"
+    with pytest.raises(LabelTableError, match="k6"):
+        w2.add("k6", {"acc": 1.0})
+    with pytest.raises(LabelTableError, match="columns"):
+        LabelWriter(path, ["other"], space="nb201")
+    with pytest.raises(SpaceMismatchError, match="'nb201'.*'nb101'"):
+        LabelWriter(path, ["acc"], space="nb101")
+
+
+def test_writer_rejects_missing_and_unknown_values(tmp_path):
+    w = LabelWriter(tmp_path / "x.csv", ["a", "b"], space="s")
+    with pytest.raises(LabelTableError, match=r"\['b'\]"):
+        w.add("k", {"a": 1.0})
+    with pytest.raises(LabelTableError, match=r"\['c'\]"):
+        w.add("k", {"a": 1.0, "b": 2.0, "c": 3.0})
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("", "empty"),
+    ("name,acc\nx,1\n", "'key'"),
+    ("key,acc\n,1\n", "empty or NaN key"),
+    ("key,acc\nnan,1\n", "NaN key"),
+    ("key,acc\nk,abc\n", "'abc'"),
+    ("key,acc\nk,1,2\n", "3 fields"),
+])
+def test_bad_label_files(tmp_path, content, needle):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(LabelTableError) as exc:
+        LabelTable.read_csv(p)
+    assert needle in str(exc.value)
+
+
+def test_missing_required_column_and_file(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("key,acc\nk,1\n")
+    with pytest.raises(LabelTableError, match="'flops'"):
+        LabelTable.read_csv(p, required=["flops"])
+    with pytest.raises(LabelTableError, match="does not exist"):
+        LabelTable.read_csv(tmp_path / "nope.csv")
+    with pytest.raises(LabelTableError, match="non-finite values, first at key 'k'"):
+        LabelTable(["k"], {"acc": [math.nan]}).require_finite()
+    with pytest.raises(LabelTableError, match="duplicate key 'k'"):
+        LabelTable(["k", "k"], {"acc": [1, 2]})
+
+
+def test_nb201_benchmark_published_facts(nb201_bench):
+    t = nb201_bench.table
+    assert len(t) == 15625
+    assert t.column("cifar10_test").max() == pytest.approx(94.37, abs=0.005)
+    assert t.column("cifar100_test").max() == pytest.approx(73.51, abs=0.005)
+    best_valid = int(np.argmax(t.column("cifar10_valid")))
+    assert t.column("cifar10_test")[best_valid] == pytest.approx(94.3, abs=0.02)
+    assert len(canonical_subset(nb201_bench).table) == 9445
+    a = nb201_bench.space.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    assert nb201_bench.value(a, "cifar10_test") == pytest.approx(93.66)
+
+
+def test_nb201_loader_bad_files(tmp_path):
+    with pytest.raises(LabelTableError, match="does not exist"):
+        load_nb201(tmp_path / "missing.csv")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(LabelTableError, match="empty"):
+        load_nb201(tmp_path / "e.csv")
+    (tmp_path / "m.csv").write_text("arch_str,cifar10_valid\n")
+    with pytest.raises(LabelTableError, match="'cifar10_test'"):
+        load_nb201(tmp_path / "m.csv")
+    with pytest.raises(LabelTableError, match="no NB201 benchmark file"):
+        load_nb201(tmp_path)
+    with pytest.raises(Exception, match="'nb999'"):
+        load_benchmark("nb999", tmp_path)
+
+
+def test_nbsuite_zero_layout_with_naslib_keys(tmp_path):
+    # NASLib op-index tuple over edges (0,1),(0,2),(0,3),(1,2),(1,3),(2,3), ops
+    # [skip, none, conv3, conv1, pool]: (2, 3, 0, 1, 4, 0) means
+    # 0->1 conv3, 0->2 conv1, 0->3 skip, 1->2 none, 1->3 pool, 2->3 skip.
+    data = {"cifar10": {
+        "(2, 3, 0, 1, 4, 0)": {"val_accuracy": 90.0, "synflow": {"score": 1e40, "time": 1.0},
+                               "jacov": {"score": -70.0}},
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|": {"val_accuracy": 10.0,
+                                                                   "synflow": {"score": 0.0}},
+    }}
+    p = tmp_path / "zc_nasbench201.json"
+    p.write_text(json.dumps(data))
+    t = load_nbsuite_zero(p)
+    k = "|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|"
+    assert t.keys[0] == NB201Space().key(NB201Space().parse(k)) == k
+    assert t.row(k) == {"val_accuracy": 90.0, "zc_jacov": -70.0, "zc_synflow": 1e40}
+    assert math.isnan(t.column("zc_jacov")[1])
+    with pytest.raises(LabelTableError, match="'cifar100'"):
+        load_nbsuite_zero(p, dataset="cifar100")
