@@ -1,0 +1,203 @@
+"""Supernet training: sampled paths, gradient accumulation, checkpoints, DistributedDataParallel.
+
+Each step takes one batch, asks the sampler for the step's architectures, backpropagates each
+path's loss (from the :class:`~supernet.base.StepStrategy`) divided by their number, then makes
+one SGD step (cosine schedule per step). Architectures come from a numpy Generator seeded by
+``(seed, epoch)`` and the data order from ``(seed, epoch)`` too, so a run killed after any epoch
+and resumed from its checkpoint ends with exactly the weights of an uninterrupted run.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the model is wrapped in
+``DistributedDataParallel`` (backend ``gloo`` on CPU, ``nccl`` on CUDA): every rank draws the same
+architectures from the same seed and takes its contiguous share of each global batch
+(``batch_size`` must divide by the world size); gradients of all paths are averaged across ranks
+once per step. BatchNorm statistics stay per rank (plain DDP; rank 0's running statistics are
+broadcast at every forward), so with BatchNorm a distributed run equals a single-process run
+only up to those batch statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from spaces.errors import NasrankError
+
+from .base import ArchSampler, StepStrategy, Supernet
+from .datasets import DatasetSplits
+from .train import epoch_order, get_batch, iterate_batches, load_checked, save_atomic
+
+CHECKPOINT_NAME = "supernet.pt"
+
+
+@dataclass
+class SupernetTrainStats:
+    """What one training run did. ``images``/``path_images`` and the rates cover this call's
+    epochs (a resumed run does not re-time earlier ones); ``seconds`` is the total training
+    time over all calls. ``images_per_second`` counts each batch image once,
+    ``path_images_per_second`` once per path it went through (both summed over ranks)."""
+
+    epochs: int
+    steps: int
+    images: int
+    path_images: int
+    seconds: float
+    images_per_second: float
+    path_images_per_second: float
+    last_loss: float
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); initialises the process group when torchrun launched us."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
+    return Path(checkpoint_dir) / CHECKPOINT_NAME
+
+
+def load_supernet(supernet: Supernet, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Load the weights of a :func:`train_supernet` checkpoint (a file or its directory) into
+    ``supernet``; raises :class:`~supernet.train.CheckpointError` when the checkpoint belongs to
+    another supernet (space, class or shape arguments). Returns the checkpoint's metadata."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = checkpoint_path(path)
+    if not path.is_file():
+        raise NasrankError(f"supernet checkpoint {str(path)!r} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    config = state.get("config", {}) if isinstance(state, dict) else {}
+    load_checked(path, "supernet", {**config, "supernet": supernet.config()})
+    supernet.load_state_dict(state["model"])
+    return {k: state[k] for k in ("config", "epoch", "stats") if k in state}
+
+
+def train_supernet(
+    supernet: Supernet, data: DatasetSplits, sampler: ArchSampler, *, epochs: int,
+    batch_size: int, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
+    device: str | torch.device = "cpu", seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None, strategy: StepStrategy | None = None,
+    progress: bool = True, on_epoch_end: Callable[[int], None] | None = None,
+) -> SupernetTrainStats:
+    """Train ``supernet`` in place on ``data.train``; see the module docstring.
+
+    ``checkpoint_dir`` receives ``supernet.pt`` after every epoch (rank 0 writes it); when it
+    already holds one from the same configuration the run resumes, and a checkpoint of another
+    supernet/sampler/config raises before anything is overwritten. ``on_epoch_end(epoch)`` runs
+    after each checkpoint (an exception there stops the run; a rerun resumes).
+    """
+    if sampler.supernet is not supernet:
+        raise NasrankError("the sampler was built for another supernet object")
+    if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
+        raise NasrankError(
+            f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs!r}, {batch_size!r}, {lr!r}")
+    device = torch.device(device)
+    strategy = strategy if strategy is not None else StepStrategy()
+    rank, world = _distributed(device)
+    if batch_size % world:
+        raise NasrankError(f"batch_size {batch_size} must divide by the world size {world}")
+    n_train = len(data.train)  # type: ignore[arg-type]
+    steps_per_epoch = n_train // batch_size
+    if steps_per_epoch < 1:
+        raise NasrankError(f"batch_size {batch_size} exceeds the {n_train} training images")
+    local = batch_size // world
+
+    config = {
+        "supernet": supernet.config(), "sampler": sampler.config(), "strategy": strategy.config(),
+        "dataset": data.name, "input_shape": list(data.input_shape), "n_train": n_train,
+        "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+        "momentum": float(momentum), "weight_decay": float(weight_decay), "seed": int(seed),
+        "world_size": world,
+    }
+    supernet.to(device)
+    opt = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum,
+                          weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    start_epoch, seconds_before, steps, last_loss = 0, 0.0, 0, float("nan")
+    ckpt = checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = load_checked(ckpt, "supernet", config)
+        supernet.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler_state"])
+        strategy.load_state_dict(state["strategy_state"])
+        start_epoch, seconds_before = int(state["epoch"]), float(state["seconds"])
+        steps, last_loss = int(state["steps"]), float(state["last_loss"])
+
+    model: torch.nn.Module = supernet
+    if world > 1:
+        # find_unused_parameters: a sampled path leaves the other ops' weights without gradient.
+        model = torch.nn.parallel.DistributedDataParallel(
+            supernet, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+               desc="supernet", disable=not progress or rank != 0)
+    paths_done, images_here, seconds_here = 0, 0, 0.0
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([int(seed), epoch])
+        model.train()
+        order = epoch_order(n_train, seed, epoch)
+        for idx in iterate_batches(data.train, batch_size, order=order, drop_last=True):
+            x, y = get_batch(data.train, idx[rank * local:(rank + 1) * local], device)
+            archs = sampler.sample(rng)
+            opt.zero_grad(set_to_none=True)
+            strategy.begin_step(model, x, y, archs)
+            total = 0.0
+            for i, arch in enumerate(archs):
+                sync = i == len(archs) - 1 or world == 1
+                with contextlib.nullcontext() if sync else model.no_sync():  # type: ignore[operator]
+                    loss = strategy.loss(model, x, y, arch, i) / len(archs)
+                    loss.backward()
+                total += float(loss.detach())
+            if not np.isfinite(total):
+                raise NasrankError(
+                    f"supernet loss is {total} at epoch {epoch} step {steps}: training diverged "
+                    f"(lower lr={lr})")
+            opt.step()
+            sched.step()
+            steps += 1
+            paths_done += len(archs)
+            images_here += batch_size
+            last_loss = total
+            bar.update(1)
+        seconds_here += time.perf_counter() - t0
+        seconds = float(seconds_before + seconds_here)
+        # throughput of this call's epochs (a resumed run does not re-time the earlier ones)
+        stats = SupernetTrainStats(
+            epochs=epoch + 1, steps=steps, images=images_here,
+            path_images=paths_done * batch_size, seconds=seconds,
+            images_per_second=images_here / seconds_here,
+            path_images_per_second=paths_done * batch_size / seconds_here, last_loss=last_loss)
+        if ckpt is not None and rank == 0:
+            save_atomic({"kind": "supernet", "config": config, "epoch": epoch + 1,
+                         "seconds": seconds, "steps": steps, "last_loss": last_loss,
+                         "model": supernet.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "sampler_state": sampler.state_dict(),
+                         "strategy_state": strategy.state_dict(), "stats": asdict(stats)}, ckpt)
+        if world > 1:
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    bar.close()
+    if start_epoch >= epochs:
+        return SupernetTrainStats(**state["stats"])
+    return stats
+
