@@ -1,0 +1,149 @@
+"""Weak labels from a trained supernet: one label-table row per architecture.
+
+For each architecture the BatchNorm statistics of the supernet are recalibrated on its own path
+(running statistics reset, ``momentum=None`` = cumulative average over ``bn_batches`` training
+batches, the same batches for every architecture), then the path is evaluated on the validation
+split. Columns: ``ws_acc`` (accuracy, fraction), ``ws_neg_loss`` (minus the mean cross-entropy:
+larger is better, like accuracy), ``flops`` and ``params`` (millions, from the space's exact
+cost), and ``zc_<name>`` for each requested zero-cost proxy (from ``supernet/proxies.py``,
+computed on a freshly initialised copy of the path, since proxies score networks at
+initialisation). Rows go through :class:`spaces.labels.LabelWriter`: a rerun with the same
+``out_path`` skips the keys already written. ``shard=(i, n)`` takes every n-th architecture
+starting at i; give each shard its own ``out_path``. The supernet's weights, BatchNorm
+statistics and train/eval mode are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from spaces.errors import NasrankError
+from spaces.labels import LabelTable, LabelWriter
+
+from .base import Supernet
+from .datasets import DatasetSplits
+from .train import epoch_order, evaluate, get_batch, iterate_batches
+
+BASE_COLUMNS = ("ws_acc", "ws_neg_loss", "flops", "params")
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    supernet: Supernet, arch: Any, data: DatasetSplits, *, batches: int, batch_size: int,
+    device: str | torch.device = "cpu", seed: int = 0,
+) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them as the cumulative average
+    over the first ``batches`` batches (seeded order) of the training split on ``arch``'s path."""
+    if int(batches) < 1:
+        raise NasrankError(f"bn_batches must be >= 1, got {batches!r}")
+    for bn in supernet.bn_modules():
+        bn.reset_running_stats()
+        bn.momentum = None
+    supernet.train()
+    order = epoch_order(len(data.train), seed, 0)  # type: ignore[arg-type]
+    for idx in iterate_batches(data.train, batch_size, order=order, max_batches=batches):
+        x, _ = get_batch(data.train, idx, device)
+        supernet(x, arch)
+
+
+def _check_data(supernet: Supernet, data: DatasetSplits) -> None:
+    cfg = supernet.config()
+    if "in_channels" in cfg and cfg["in_channels"] != data.input_shape[0]:
+        raise NasrankError(
+            f"supernet expects {cfg['in_channels']} input channels, dataset {data.name!r} has "
+            f"input shape {data.input_shape}")
+    if "num_classes" in cfg and cfg["num_classes"] != data.num_classes:
+        raise NasrankError(
+            f"supernet has {cfg['num_classes']} classes, dataset {data.name!r} has "
+            f"{data.num_classes}")
+
+
+def generate_weak_labels(
+    supernet: Supernet, archs: Sequence[Any], data: DatasetSplits,
+    out_path: str | os.PathLike, *, bn_batches: int = 8, eval_batches: int | None = None,
+    batch_size: int = 128, device: str | torch.device = "cpu", seed: int = 0,
+    proxies: Sequence[str] | None = None, shard: tuple[int, int] = (0, 1), chunk_size: int = 16,
+    progress: bool = True,
+) -> LabelTable:
+    """Write weak labels of ``archs`` to ``out_path`` (see module docstring) and return the
+    table of that file. Architectures with the same canonical key are evaluated once (the first
+    one given); ``eval_batches=None`` evaluates the whole validation split."""
+    i_shard, n_shard = (int(v) for v in shard)
+    if n_shard < 1 or not 0 <= i_shard < n_shard:
+        raise NasrankError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    _check_data(supernet, data)
+    unique: dict[str, Any] = {}
+    for arch in archs:
+        arch = supernet.check_arch(arch)
+        unique.setdefault(supernet.space.key(arch), arch)
+    mine = list(unique.items())[i_shard::n_shard]
+    proxy_names = list(proxies or [])
+    score = None
+    if proxy_names:
+        try:
+            from .proxies import score
+        except ImportError as err:
+            raise NasrankError(
+                f"zero-cost proxies {proxy_names} were asked for but supernet.proxies cannot "
+                f"be imported ({err})") from None
+    columns = [*BASE_COLUMNS, *(f"zc_{p}" for p in proxy_names)]
+    device = torch.device(device)
+    supernet.to(device)
+
+    saved_buffers = {k: v.detach().clone() for k, v in supernet.named_buffers()}
+    saved_momenta = [bn.momentum for bn in supernet.bn_modules()]
+    was_training = supernet.training
+    proxy_batch = None
+    if score is not None:
+        idx = epoch_order(len(data.train), seed, 0)[:batch_size]  # type: ignore[arg-type]
+        proxy_batch = get_batch(data.train, idx, device)
+    try:
+        with LabelWriter(out_path, columns, space=supernet.space.name,
+                         chunk_size=chunk_size) as writer:
+            todo = [(k, a) for k, a in mine if k not in writer.done]
+            for key, arch in tqdm(todo, desc="weak labels", disable=not progress):
+                recalibrate_bn(supernet, arch, data, batches=bn_batches, batch_size=batch_size,
+                               device=device, seed=seed)
+                supernet.eval()
+                acc, loss = evaluate(lambda x, a=arch: supernet(x, a), data.valid,
+                                     batch_size=batch_size, device=device,
+                                     max_batches=eval_batches)
+                flops, params = supernet.cost(arch, data.input_shape)
+                row = {"ws_acc": acc, "ws_neg_loss": -loss, "flops": flops, "params": params}
+                if score is not None:
+                    row.update({f"zc_{k}": v for k, v in
+                                _proxy_scores(score, supernet, arch, proxy_batch, proxy_names,
+                                              device, seed).items()})
+                writer.add(key, row)
+            return writer.table()
+    finally:
+        with torch.no_grad():
+            for k, v in supernet.named_buffers():
+                v.copy_(saved_buffers[k])
+        for bn, m in zip(supernet.bn_modules(), saved_momenta):
+            bn.momentum = m
+        supernet.train(was_training)
+
+
+def _proxy_scores(
+    score: Any, supernet: Supernet, arch: Any, batch: Any, names: list[str],
+    device: torch.device, seed: int,
+) -> dict[str, float]:
+    """Proxies of a freshly initialised (seeded) copy of ``arch``'s path; the supernet's own
+    weights are never touched."""
+    net = supernet.subnet(arch)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for m in net.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    out = score(net, batch, names, device, seed)
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise NasrankError(f"supernet.proxies.score returned no value for {missing}")
+    return {n: float(out[n]) for n in names}
