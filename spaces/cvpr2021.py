@@ -64,7 +64,8 @@ class CVPR2021Arch:
     def __post_init__(self) -> None:
         if not isinstance(self.widths, tuple) or len(self.widths) != NUM_POSITIONS:
             raise InvalidArchitectureError(
-                f"a cvpr2021 architecture has {NUM_POSITIONS} channel numbers, got "
+                f"a cvpr2021 architecture has {NUM_POSITIONS} channel numbers (a tuple), got "
+                f"{len(self.widths) if isinstance(self.widths, tuple) else 'a non-tuple'}: "
                 f"{self.widths!r}"
             )
         for i, w in enumerate(self.widths):
