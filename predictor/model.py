@@ -1,0 +1,420 @@
+"""``RankingPredictor``: the sklearn-like face of the predictor (AceNAS recipe).
+
+``pretrain`` fits the DGCNN encoder and multi-task heads to cheap weak labels (z-normalised,
+multi-task MSE); ``fit`` fine-tunes encoder + ranking head on a few real labels with a ranking
+loss, always starting again from the pretrained (or freshly seeded) weights; ``predict`` scores
+architectures, higher = better. Architectures with the same canonical key get the same score.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from spaces.base import SearchSpace
+from spaces.errors import LabelTableError, NasrankError, SpaceMismatchError
+from spaces.labels import LabelTable
+
+from .encoder import PredictorNet
+from .graphs import GraphBatch, GraphCache
+from .losses import LOSS_NAMES, acenas_relevance, get_loss, mse_loss
+
+CHECKPOINT_FORMAT = "nasrank-predictor-v1"
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise NasrankError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_nonneg_float(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NasrankError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise NasrankError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+class RankingPredictor:
+    """DGCNN ranking predictor for one search space.
+
+    Args:
+        space: the search space of every architecture passed in.
+        device: where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        seed: seeds the initial weights, the train/validation split and the batch order.
+        hidden, num_layers, embedding_dim, head_hidden, dropout: encoder / head sizes.
+    """
+
+    def __init__(
+        self, space: SearchSpace, *, device: str | torch.device = "cpu", seed: int = 0,
+        hidden: int = 128, num_layers: int = 4, embedding_dim: int = 128,
+        head_hidden: int = 128, dropout: float = 0.0,
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise NasrankError(f"seed must be an int, got {seed!r}")
+        self.space = space
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.hparams_cfg = {
+            "hidden": _check_positive_int("hidden", hidden),
+            "num_layers": _check_positive_int("num_layers", num_layers),
+            "embedding_dim": _check_positive_int("embedding_dim", embedding_dim),
+            "head_hidden": _check_positive_int("head_hidden", head_hidden),
+            "dropout": _check_nonneg_float("dropout", dropout),
+        }
+        self._graphs = GraphCache(space)
+        self.label_names: list[str] = []
+        self.label_mean = np.zeros(0)
+        self.label_std = np.ones(0)
+        self.pretrained = False
+        self.loss_name: str | None = None
+        self.y_mean, self.y_std = 0.0, 1.0
+        self.net = self._build(num_tasks=0)
+        self._init_state = copy.deepcopy(self.net.state_dict())  # seeded fresh weights
+        self._start_state = self._init_state  # where fit() starts: pretrained or fresh
+
+    # ------------------------------------------------------------------ internals
+    def _build(self, num_tasks: int) -> PredictorNet:
+        """A network initialised from ``seed`` (torch's global RNG is left as it was)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = PredictorNet(
+                self.space.node_feature_dim, self.space.max_nodes, self.space.hparam_dim,
+                num_tasks, **self.hparams_cfg,
+            )
+        return net.to(self.device)
+
+    def _keys(self, archs: Sequence[Any], what: str) -> list[str]:
+        if isinstance(archs, (str, bytes)) or not isinstance(archs, Sequence):
+            archs = list(archs) if not isinstance(archs, (str, bytes)) else [archs]
+        if len(archs) == 0:
+            raise NasrankError(f"{what}: got an empty list of architectures; expected at least one")
+        return self._graphs.keys(archs)
+
+    def _batch(self, keys: Sequence[str]) -> GraphBatch:
+        return self._graphs.batch(keys).to(self.device)
+
+    def _scores(self, gb: GraphBatch) -> torch.Tensor:
+        return self.net(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
+
+    # ------------------------------------------------------------------ pretraining
+    def _label_matrix(
+        self, archs: Sequence[Any], keys: list[str], labels: LabelTable | Mapping[str, Any],
+        columns: Sequence[str] | None,
+    ) -> tuple[list[str], np.ndarray]:
+        if isinstance(labels, LabelTable):
+            labels.check_space(self.space.name)
+            names = list(columns) if columns is not None else labels.names
+            if not names:
+                raise LabelTableError("label table has no columns to pretrain on")
+            cols = [labels.column(n) for n in names]
+            rows = []
+            for arch, key in zip(archs, keys):
+                if key in labels:
+                    rows.append(labels.index(key))
+                    continue
+                text = self.space.format(self._graphs.as_arch(arch))
+                if text not in labels:
+                    raise LabelTableError(
+                        f"architecture {text!r} (key {key!r}) is not in the label table"
+                    )
+                rows.append(labels.index(text))
+            mat = np.stack([c[rows] for c in cols], axis=1)
+        elif isinstance(labels, Mapping):
+            names = list(columns) if columns is not None else list(labels)
+            if not names:
+                raise LabelTableError("labels mapping is empty; expected name -> array")
+            cols = []
+            for n in names:
+                if n not in labels:
+                    raise LabelTableError(f"unknown label {n!r}; available: {sorted(labels)}")
+                c = np.asarray(labels[n], dtype=np.float64).reshape(-1)
+                if c.shape[0] != len(keys):
+                    raise LabelTableError(
+                        f"label {n!r} has {c.shape[0]} values for {len(keys)} architectures; "
+                        "expected one per architecture"
+                    )
+                cols.append(c)
+            mat = np.stack(cols, axis=1)
+        else:
+            raise LabelTableError(
+                f"labels must be a LabelTable or a mapping name -> array, got {type(labels).__name__}"
+            )
+        bad = ~np.isfinite(mat)
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise LabelTableError(
+                f"label {names[j]!r} is {mat[i, j]} for architecture {keys[i]!r} "
+                f"({int(bad[:, j].sum())} non-finite values in that column); expected finite values"
+            )
+        return names, mat
+
+    def pretrain(
+        self, archs: Sequence[Any], labels: LabelTable | Mapping[str, Any], *,
+        columns: Sequence[str] | None = None, weights: Sequence[float] | Mapping[str, float] | None = None,
+        epochs: int = 300, batch_size: int = 20, lr: float = 1e-3, weight_decay: float = 1e-5,
+        progress: bool = False,
+    ) -> dict:
+        """Multi-task MSE pretraining on z-normalised weak labels (Adam, cosine schedule).
+
+        ``labels``: a :class:`LabelTable` (rows found by canonical key, else formatted string;
+        ``columns`` picks the columns, default all) or a mapping name -> array aligned with
+        ``archs``. ``weights``: one per column (default 1). Returns ``{"loss": [per epoch]}``.
+        Pretraining again starts from the seeded initial encoder.
+        """
+        epochs = _check_positive_int("epochs", epochs)
+        batch_size = _check_positive_int("batch_size", batch_size)
+        lr, weight_decay = _check_nonneg_float("lr", lr), _check_nonneg_float("weight_decay", weight_decay)
+        keys = self._keys(archs, "pretrain")
+        names, mat = self._label_matrix(archs, keys, labels, columns)
+        if weights is None:
+            w = np.ones(len(names))
+        elif isinstance(weights, Mapping):
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise NasrankError(f"weights name unknown labels {unknown}; labels are {names}")
+            w = np.array([float(weights.get(n, 1.0)) for n in names])
+        else:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if w.shape[0] != len(names):
+                raise NasrankError(f"got {w.shape[0]} weights for {len(names)} labels {names}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise NasrankError(f"weights must be finite and >= 0, got {w.tolist()}")
+
+        mean, std = mat.mean(axis=0), mat.std(axis=0)
+        std = np.where(std > 0, std, 1.0)  # a constant label is all zeros after centring
+        z = torch.tensor((mat - mean) / std, dtype=torch.float32)
+        self.label_names, self.label_mean, self.label_std = names, mean, std
+
+        # fresh start: seeded encoder + a seeded multi-task head sized for these labels
+        self.net = self._build(num_tasks=len(names))
+        self.net.load_state_dict(
+            {k: v for k, v in self._init_state.items() if not k.startswith("aux_head")},
+            strict=False,
+        )
+        w_t = torch.tensor(w, dtype=torch.float32, device=self.device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        steps_per_epoch = math.ceil(len(keys) / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1000 + 1)
+        history: dict[str, list[float]] = {"loss": []}
+        self.net.train()
+        for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
+            perm = torch.randperm(len(keys), generator=gen)
+            total = 0.0
+            for s in range(0, len(keys), batch_size):
+                idx = perm[s:s + batch_size]
+                gb = self._batch([keys[i] for i in idx.tolist()])
+                out = self.net.forward_aux(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
+                target = z[idx].to(self.device)
+                loss = (((out - target) ** 2).mean(dim=0) * w_t).sum() / w_t.sum().clamp(min=1e-12)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            history["loss"].append(total / len(keys))
+        self.pretrained = True
+        self.loss_name = None
+        self._start_state = copy.deepcopy(self.net.state_dict())
+        return history
+
+    # ------------------------------------------------------------------ fine-tuning
+    def _fit_targets(self, y: np.ndarray, loss: str) -> np.ndarray:
+        if loss == "lambdarank":
+            return acenas_relevance(y)
+        return (y - self.y_mean) / self.y_std
+
+    def fit(
+        self, archs: Sequence[Any], y: Sequence[float], *, loss: str = "lambdarank",
+        epochs: int = 300, batch_size: int = 20, lr: float = 5e-3, weight_decay: float = 5e-4,
+        valid_fraction: float = 0.1, patience: int = 50, margin: float | str = 0.1,
+        progress: bool = False,
+    ) -> RankingPredictor:
+        """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
+        ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
+        architectures is one ranked list. A ``valid_fraction`` split (at least 2 archs, none when
+        0) drives early stopping (``patience`` epochs) on the same loss, and the best weights
+        are kept. Always restarts from the pretrained (or seeded initial) weights."""
+        loss_fn = get_loss(loss)
+        epochs = _check_positive_int("epochs", epochs)
+        batch_size = _check_positive_int("batch_size", batch_size)
+        patience = _check_positive_int("patience", patience)
+        lr, weight_decay = _check_nonneg_float("lr", lr), _check_nonneg_float("weight_decay", weight_decay)
+        vf = _check_nonneg_float("valid_fraction", valid_fraction)
+        if vf >= 1:
+            raise NasrankError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+        keys = self._keys(archs, "fit")
+        y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y_arr.shape[0] != len(keys):
+            raise NasrankError(f"fit got {len(keys)} architectures but {y_arr.shape[0]} labels; expected equal lengths")
+        bad = np.flatnonzero(~np.isfinite(y_arr))
+        if bad.size:
+            raise NasrankError(
+                f"label y[{bad[0]}] = {y_arr[bad[0]]} for architecture {keys[bad[0]]!r} is not finite "
+                f"({bad.size} such labels)"
+            )
+        if len(keys) < 2:
+            raise NasrankError(f"fit needs at least 2 architectures to rank, got {len(keys)}")
+        extra = {"margin": margin} if loss == "margin" else {}
+
+        self.y_mean, self.y_std = float(y_arr.mean()), float(y_arr.std()) or 1.0
+        target = torch.tensor(self._fit_targets(y_arr, loss), dtype=torch.float32)
+
+        gen = torch.Generator().manual_seed(self.seed * 1000 + 2)
+        perm = torch.randperm(len(keys), generator=gen)
+        n_valid = int(round(vf * len(keys)))
+        if vf > 0:
+            n_valid = max(2, n_valid)
+        if len(keys) - n_valid < 2:
+            raise NasrankError(
+                f"fit on {len(keys)} architectures with valid_fraction={valid_fraction} leaves "
+                f"{len(keys) - n_valid} for training; expected at least 2"
+            )
+        valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
+
+        self.net.load_state_dict(self._start_state)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        valid_gb = self._batch([keys[i] for i in valid_idx.tolist()]) if n_valid else None
+        valid_t = target[valid_idx].to(self.device)
+        best, best_state, since = math.inf, None, 0
+        for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
+            self.net.train()
+            order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                if len(idx) < 2 and loss != "mse":
+                    continue  # a one-item list has no pairs to rank
+                gb = self._batch([keys[i] for i in idx.tolist()])
+                out = self._scores(gb).unsqueeze(0)
+                l = loss_fn(out, target[idx].to(self.device).unsqueeze(0), **extra)
+                opt.zero_grad(set_to_none=True)
+                l.backward()
+                opt.step()
+                sched.step()
+            if valid_gb is None:
+                continue
+            self.net.eval()
+            with torch.no_grad():
+                v = float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
+            if v < best - 1e-9:
+                best, since = v, 0
+                best_state = copy.deepcopy(self.net.state_dict())
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        self.loss_name = loss
+        return self
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, archs: Sequence[Any], *, batch_size: int = 4096) -> np.ndarray:
+        """Scores of ``archs`` (higher = better), one float per architecture. Each distinct
+        canonical key is scored once. After an MSE ``fit`` scores are in the units of ``y``."""
+        batch_size = _check_positive_int("batch_size", batch_size)
+        keys = self._keys(archs, "predict")
+        unique = list(dict.fromkeys(keys))
+        self.net.eval()
+        out = []
+        for s in range(0, len(unique), batch_size):
+            out.append(self._scores(self._batch(unique[s:s + batch_size])).float().cpu())
+        scores = torch.cat(out).numpy().astype(np.float64)
+        if self.loss_name == "mse":
+            scores = scores * self.y_std + self.y_mean
+        pos = {k: i for i, k in enumerate(unique)}
+        return scores[[pos[k] for k in keys]]
+
+    @torch.no_grad()
+    def predict_labels(self, archs: Sequence[Any], *, batch_size: int = 4096) -> dict[str, np.ndarray]:
+        """The pretraining heads' predictions of each weak label, in the labels' units."""
+        if not self.pretrained:
+            raise NasrankError("predict_labels needs a pretrained predictor; call pretrain() first")
+        keys = self._keys(archs, "predict_labels")
+        self.net.eval()
+        outs = []
+        for s in range(0, len(keys), batch_size):
+            gb = self._batch(keys[s:s + batch_size])
+            outs.append(self.net.forward_aux(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams).cpu())
+        z = torch.cat(outs).numpy().astype(np.float64) * self.label_std + self.label_mean
+        return {n: z[:, j] for j, n in enumerate(self.label_names)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike) -> None:
+        """Write weights, the pretrained starting point, space and label normalisation."""
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "space": self.space.name,
+            "space_dims": [self.space.node_feature_dim, self.space.max_nodes, self.space.hparam_dim],
+            "seed": self.seed,
+            "hparams": dict(self.hparams_cfg),
+            "label_names": list(self.label_names),
+            "label_mean": [float(v) for v in self.label_mean],
+            "label_std": [float(v) for v in self.label_std],
+            "pretrained": self.pretrained,
+            "loss_name": self.loss_name,
+            "y_mean": self.y_mean, "y_std": self.y_std,
+            "state": cpu(self.net.state_dict()),
+            "start_state": cpu(self._start_state),
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{os.fspath(path)}.tmp"
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, space: SearchSpace | None = None,
+             device: str | torch.device = "cpu") -> RankingPredictor:
+        """Read a checkpoint. With ``space`` given, a checkpoint of another space raises
+        :class:`SpaceMismatchError`; without it the space is rebuilt from its name."""
+        if not os.path.isfile(path):
+            raise NasrankError(f"predictor checkpoint {os.fspath(path)!r} does not exist")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a corrupt or foreign file
+            raise NasrankError(f"{os.fspath(path)!r} is not a readable predictor checkpoint: {err}") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise NasrankError(f"{os.fspath(path)!r} is not a {CHECKPOINT_FORMAT} checkpoint")
+        if space is None:
+            from spaces import get_space
+
+            space = get_space(ckpt["space"])
+        elif space.name != ckpt["space"]:
+            raise SpaceMismatchError(
+                f"checkpoint {os.fspath(path)!r} is for space {ckpt['space']!r}, expected {space.name!r}"
+            )
+        dims = [space.node_feature_dim, space.max_nodes, space.hparam_dim]
+        if list(ckpt["space_dims"]) != dims:
+            raise SpaceMismatchError(
+                f"checkpoint {os.fspath(path)!r} has graph dims (node features, max nodes, hparams) "
+                f"{ckpt['space_dims']}, but space {space.name!r} has {dims}"
+            )
+        p = cls(space, device=device, seed=ckpt["seed"], **ckpt["hparams"])
+        p.label_names = list(ckpt["label_names"])
+        p.label_mean = np.asarray(ckpt["label_mean"], dtype=np.float64)
+        p.label_std = np.asarray(ckpt["label_std"], dtype=np.float64)
+        p.pretrained = bool(ckpt["pretrained"])
+        p.loss_name = ckpt["loss_name"]
+        p.y_mean, p.y_std = float(ckpt["y_mean"]), float(ckpt["y_std"])
+        p.net = p._build(num_tasks=len(p.label_names))
+        p.net.load_state_dict(ckpt["state"])
+        p._start_state = {k: v.to(p.device) for k, v in ckpt["start_state"].items()}
+        return p
+
+
+__all__ = ["RankingPredictor", "LOSS_NAMES"]
