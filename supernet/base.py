@@ -18,7 +18,6 @@ Seams for later training strategies (they are not implemented here):
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -226,7 +225,3 @@ class StepStrategy:
         if state:
             raise NasrankError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
 
-
-def copy_bn_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A deep copy of every buffer (BatchNorm running statistics) of ``module``."""
-    return {k: copy.deepcopy(v) for k, v in module.named_buffers()}

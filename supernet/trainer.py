@@ -34,7 +34,14 @@ from spaces.errors import NasrankError
 
 from .base import ArchSampler, StepStrategy, Supernet
 from .datasets import DatasetSplits
-from .train import epoch_order, get_batch, iterate_batches, load_checked, save_atomic
+from .train import (
+    CheckpointError,
+    epoch_order,
+    get_batch,
+    iterate_batches,
+    load_checked,
+    save_atomic,
+)
 
 CHECKPOINT_NAME = "supernet.pt"
 
@@ -80,7 +87,10 @@ def load_supernet(supernet: Supernet, checkpoint: str | os.PathLike) -> dict[str
         path = checkpoint_path(path)
     if not path.is_file():
         raise NasrankError(f"supernet checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt or foreign file: torch raises many types
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
     config = state.get("config", {}) if isinstance(state, dict) else {}
     load_checked(path, "supernet", {**config, "supernet": supernet.config()})
     supernet.load_state_dict(state["model"])
@@ -109,6 +119,9 @@ def train_supernet(
     device = torch.device(device)
     strategy = strategy if strategy is not None else StepStrategy()
     rank, world = _distributed(device)
+    if device.type == "cuda" and world > 1 and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if batch_size % world:
         raise NasrankError(f"batch_size {batch_size} must divide by the world size {world}")
     n_train = len(data.train)  # type: ignore[arg-type]
@@ -162,8 +175,10 @@ def train_supernet(
             strategy.begin_step(model, x, y, archs)
             total = 0.0
             for i, arch in enumerate(archs):
-                sync = i == len(archs) - 1 or world == 1
-                with contextlib.nullcontext() if sync else model.no_sync():  # type: ignore[operator]
+                # DDP averages gradients once per step: at the step's last backward
+                last = i == len(archs) - 1 or world == 1
+                no_sync = getattr(model, "no_sync", contextlib.nullcontext)
+                with contextlib.nullcontext() if last else no_sync():
                     loss = strategy.loss(model, x, y, arch, i) / len(archs)
                     loss.backward()
                 total += float(loss.detach())

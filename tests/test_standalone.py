@@ -12,7 +12,8 @@ from supernet.train import CheckpointError, train_standalone
 
 SPACE = NB201Space()
 ARCH = SPACE.parse(
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 SMALL = {"C": 4, "N": 1}
 
 

@@ -17,7 +17,8 @@ from supernet.base import StrictFairSampler, Supernet, UniformSampler
 from supernet.nb201_supernet import NB201Supernet
 
 ARCHS = [
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
     "|nor_conv_1x1~0|+|none~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|",
     "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
 ]

@@ -93,7 +93,8 @@ def test_trained_supernet_paths_beat_chance():
                            progress=False)
     assert stats.images == 3 * (600 // 32) * 32 and stats.images_per_second > 0
     arch = net.space.parse(
-        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     net.train()  # batch statistics: the running ones are a mix of paths
     acc, loss = evaluate(lambda x: net(x, arch), digits.valid)
     assert acc > 0.25 and loss < 2.15  # chance: 0.1 and ln 10 = 2.30
