@@ -155,6 +155,22 @@ def _live_vertices(matrix: Sequence[Sequence[int]]) -> set[int]:
     return fwd & bwd
 
 
+def _all_live(mats: np.ndarray) -> np.ndarray:
+    """For a batch of upper-triangular matrices ``[b, n, n]``: whether every vertex lies on an
+    input->output path (vectorised :func:`_live_vertices`)."""
+    b, n, _ = mats.shape
+    m = mats.astype(bool)
+    fwd = np.zeros((b, n), dtype=bool)
+    fwd[:, 0] = True
+    for j in range(1, n):
+        fwd[:, j] = (m[:, :j, j] & fwd[:, :j]).any(axis=1)
+    bwd = np.zeros((b, n), dtype=bool)
+    bwd[:, n - 1] = True
+    for i in range(n - 2, -1, -1):
+        bwd[:, i] = (m[:, i, i + 1:] & bwd[:, i + 1:]).any(axis=1)
+    return (fwd & bwd).all(axis=1)
+
+
 def prune(arch: NB101Arch) -> NB101Arch:
     """Drop the vertices on no input->output path (the official ``ModelSpec`` pruning)."""
     keep = sorted(_live_vertices(arch.matrix))
@@ -391,6 +407,22 @@ def cell_cost(arch: NB101Arch, c_in: int, c_out: int, hw: int) -> tuple[int, int
 
 
 # ----------------------------------------------------------------------------- space
+def _sampling_weights() -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """For n = 2..7 vertices: P(n) proportional to the number of (matrix with <= 9 edges, ops)
+    candidates, and P(k edges | n) proportional to C(n(n-1)/2, k)."""
+    sizes, counts = [], {}
+    for n in range(2, MAX_VERTICES + 1):
+        slots = n * (n - 1) // 2
+        c = np.array([math.comb(slots, k) for k in range(min(slots, MAX_EDGES) + 1)], float)
+        counts[n] = c / c.sum()
+        sizes.append(c.sum() * len(OPS) ** (n - 2))
+    w = np.array(sizes)
+    return w / w.sum(), counts
+
+
+_SIZE_WEIGHTS, _EDGE_COUNT_WEIGHTS = _sampling_weights()
+
+
 class NB101Space:
     """The NAS-Bench-101 cell space (see module docstring)."""
 
@@ -433,21 +465,39 @@ class NB101Space:
             return None
 
     def sample(self, rng: np.random.Generator) -> NB101Arch:
-        """The official recipe: a uniform random 7x7 upper-triangular matrix and uniform ops,
-        redrawn until valid; returned pruned. (Uniform over valid raw specs, not over hashes.)"""
-        for _ in range(10_000):
-            m = np.triu(rng.integers(0, 2, size=(MAX_VERTICES, MAX_VERTICES)), k=1)
-            ops = [INPUT] + [OPS[i] for i in rng.integers(0, len(OPS), MAX_VERTICES - 2)] + [OUTPUT]
-            arch = self._try(m, ops)
-            if arch is not None:
-                return prune(arch)
-        raise NasrankError("nb101: no valid cell in 10,000 draws")  # p(valid) is ~0.3
+        """A cell drawn uniformly from the valid *labelled* cells: 2 to 7 vertices, all on an
+        input->output path, at most 9 edges, any ops. By rejection: draw the vertex count in
+        proportion to the number of candidate (matrix with <= 9 edges, ops) pairs of that size,
+        then such a pair uniformly, and keep it when no vertex is dead. (A hash class comes up in
+        proportion to its number of vertex numberings; drawing raw 7x7 matrices instead, as
+        NB101's example does, would almost never give 7 live vertices.)"""
+        batch = 128  # proposals are drawn in vectorised batches; the first valid one wins
+        for _ in range(1000):
+            sizes = rng.choice(len(_SIZE_WEIGHTS), size=batch, p=_SIZE_WEIGHTS) + 2
+            best: tuple[int, np.ndarray] | None = None
+            for n in np.unique(sizes):
+                idx = np.flatnonzero(sizes == n)
+                rows, cols = np.triu_indices(n, k=1)
+                ks = rng.choice(len(_EDGE_COUNT_WEIGHTS[n]), size=idx.size, p=_EDGE_COUNT_WEIGHTS[n])
+                # a uniform k-subset of the slots: those whose random rank is below k
+                ranks = np.argsort(np.argsort(rng.random((idx.size, rows.size)), axis=1), axis=1)
+                mats = np.zeros((idx.size, n, n), dtype=np.int64)
+                mats[:, rows, cols] = ranks < ks[:, None]
+                ok = np.flatnonzero(_all_live(mats))
+                if ok.size and (best is None or idx[ok[0]] < best[0]):
+                    best = (int(idx[ok[0]]), mats[ok[0]])
+            if best is not None:
+                m = best[1]
+                ops = [INPUT] + [OPS[i] for i in rng.integers(0, len(OPS), len(m) - 2)] + [OUTPUT]
+                return NB101Arch(tuple(map(tuple, m.tolist())), tuple(ops))
+        raise NasrankError("nb101: no valid cell in 128,000 draws")
 
     def _variants(self, arch: NB101Arch, rng: np.random.Generator, changes: int) -> NB101Arch:
         """``arch`` on 7 vertices (dead fill vertices with random ops) with ``changes`` random
         edits, each an edge flip or an interior op change."""
-        fill = [OPS[i] for i in rng.integers(0, len(OPS), MAX_VERTICES - arch.num_vertices)]
-        base = pad_to_max(prune(arch), fill)
+        live = prune(arch)
+        fill = [OPS[i] for i in rng.integers(0, len(OPS), MAX_VERTICES - live.num_vertices)]
+        base = pad_to_max(live, fill)
         m = [list(r) for r in base.matrix]
         ops = list(base.ops)
         pairs = [(i, j) for i in range(MAX_VERTICES) for j in range(i + 1, MAX_VERTICES)]

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau
 
-from spaces import InvalidArchitectureError, LabelTableError, NasrankError
+from spaces import (
+    InvalidArchitectureError,
+    LabelTableError,
+    NasrankError,
+    SearchSpace,
+    get_space,
+)
 from spaces.cvpr2021 import (
     CHOICES,
     NODE_FEATURES,
@@ -258,3 +264,9 @@ def test_loader_errors_name_the_problem(tmp_path):
     p.write_text(head + "arch1," + GOOD + ",41.5,40.0,\n")
     b = load_cvpr2021_csv(tmp_path)  # a folder holding archs.csv
     assert math.isnan(b.value(GOOD, "gt_acc")) and b.value(GOOD, "supernet_acc_run2") == 40.0
+
+
+def test_registered_and_implements_the_protocol():
+    space = get_space("cvpr2021")
+    assert isinstance(space, SearchSpace) and space.name == "cvpr2021"
+    assert type(space) is type(SPACE)
