@@ -97,7 +97,7 @@ def parse_arch(text: str) -> CVPR2021Arch:
     widths = []
     for i, tok in enumerate(tokens):
         tok = tok.strip()
-        if not tok.isdigit():  # rejects '', signs, decimals, letters
+        if not (tok.isascii() and tok.isdigit()):  # rejects '', signs, decimals, letters
             raise InvalidArchitectureError(
                 f"cvpr2021 string {text!r}: position {i + 1} is {tok!r}, expected an integer "
                 f"from {CHOICES[i]}"

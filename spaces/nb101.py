@@ -246,8 +246,14 @@ def parse_arch(text: str) -> NB101Arch:
 def from_labels(matrix: Sequence[Sequence[Any]], labels: Sequence[int]) -> NB101Arch:
     """A cell from an adjacency matrix and official integer labels; padding vertices (label
     -3, as in the published json) are dropped and must carry no edges."""
-    labels = [int(v) for v in labels]
-    rows = [[int(v) if float(v) == int(v) else v for v in row] for row in matrix]
+    try:
+        labels = [int(v) for v in labels]
+        rows = [[int(v) if float(v) == int(v) else v for v in row] for row in matrix]
+    except (TypeError, ValueError) as err:
+        raise InvalidArchitectureError(
+            f"NB101 cell needs numeric adjacency and integer labels ({err}): {matrix!r}, "
+            f"{labels!r}"
+        ) from None
     if len(rows) != len(labels):
         raise InvalidArchitectureError(
             f"NB101 adjacency has {len(rows)} rows but there are {len(labels)} labels {labels}"
@@ -396,7 +402,7 @@ def cell_cost(arch: NB101Arch, c_in: int, c_out: int, hw: int) -> tuple[int, int
     n = arch.num_vertices
     macs = params = 0
     for t in range(1, n):
-        if arch.matrix[0][t] or (t == n - 1 and n == 2):
+        if arch.matrix[0][t]:  # a 1x1 projection of the cell input (the 2-vertex cell too)
             macs += hw * c_in * ch[t]
             params += c_in * ch[t] + 2 * ch[t]
         if t < n - 1 and arch.ops[t] != MAXPOOL3X3:

@@ -298,6 +298,8 @@ def test_bad_values():
         from_labels([[0, 1], [0, 0]], [-1, 5])
     with pytest.raises(InvalidArchitectureError, match="padding vertex 1"):
         from_labels([[0, 1, 1], [0, 0, 0], [0, 0, 0]], [-1, -3, -2])
+    with pytest.raises(InvalidArchitectureError, match="'x'"):
+        from_labels([[0, "x"], [0, 0]], [-1, -2])
     with pytest.raises(InvalidArchitectureError, match="'edge_0_1'"):
         SPACE.from_choices({"op_1": CONV3X3})
     with pytest.raises(InvalidArchitectureError, match="no path"):
