@@ -1,0 +1,332 @@
+"""CVPR 2021 ResNet-20 channel supernet: a sampled path computes what the stand-alone network of
+the space's builder computes (eval and train mode, every sharing scheme); a gradient step touches
+only what the path used; hand-computed parameter counts per scheme; samplers and trainer drive
+it; bad input is refused."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spaces import NasrankError
+from spaces.cvpr2021 import CHOICES, CVPR2021Arch, CVPR2021ResNet, CVPR2021Space, block_plan
+from supernet.base import StrictFairSampler, UniformSampler
+from supernet.channel import (
+    SHARING_SCHEMES,
+    ChannelSupernet,
+    SharingError,
+    SlimBatchNorm2d,
+    SlimConv2d,
+    SlimLinear,
+)
+
+# A narrowed space (every width of it is a published choice, the widest choice included) keeps
+# the independent scheme small; one test also runs the full space.
+SMALL = [c[::3] if len(c) > 4 else (c[0], c[-1]) for c in CHOICES]
+MIXED = {"conv": "full", "bn": "independent", "fc": "full"}
+SCHEMES = [*SHARING_SCHEMES, MIXED, {"conv": "front", "bn": "full", "fc": "end"}]
+
+
+def _randomise(net: nn.Module, seed: int) -> nn.Module:
+    """Non-trivial BN statistics/affine parameters and biases, so copying them is tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in [*net.named_parameters(), *net.named_buffers()]:
+            if "num_batches_tracked" in name:
+                t.fill_(3)
+            elif "running_var" in name:
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif "running_mean" in name or "bn" in name or "bias" in name:
+                t.copy_(torch.rand(t.shape, generator=g) - 0.5)
+    return net
+
+
+def _make(sharing, seed: int = 0, **kw) -> ChannelSupernet:
+    torch.manual_seed(seed)
+    return _randomise(ChannelSupernet(sharing, **{"num_classes": 10, "choices": SMALL, **kw}),
+                      seed)
+
+
+def _archs(net: ChannelSupernet, n: int, seed: int) -> list[CVPR2021Arch]:
+    rng = np.random.default_rng(seed)
+    out = [net.arch_from_choices([int(rng.integers(len(d))) for d in net.decisions()])
+           for _ in range(n)]
+    # the widest and narrowest paths too: every slice boundary and every projection case
+    out.append(net.arch_from_choices([len(d) - 1 for d in net.decisions()]))
+    out.append(net.arch_from_choices([0] * len(net.decisions())))
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("sharing", SCHEMES, ids=str)
+def test_path_equals_standalone_network_eval_and_train(sharing):
+    sup = _make(sharing)
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for arch in _archs(sup, 3, seed=2):
+        net = sup.subnet(arch)
+        assert isinstance(net, CVPR2021ResNet) and net.arch == arch
+        # the copy is exactly the stand-alone network: the space's analytic parameter count
+        assert sum(p.numel() for p in net.parameters()) == round(sup.cost(arch, (3, 8, 8))[1] * 1e6)
+        sup.eval(), net.eval()
+        with torch.no_grad():
+            assert torch.allclose(sup(x, arch), net(x), atol=1e-5, rtol=0)
+        # train mode: batch statistics, the same running-statistics updates, the same gradients
+        trained = _make(sharing)
+        trained.train(), net.train()
+        out_sup, out_net = trained(x, arch), net(x)
+        assert torch.allclose(out_sup, out_net, atol=1e-5, rtol=0)
+        after = trained.subnet(arch).state_dict()
+        for name, value in net.state_dict().items():
+            assert torch.allclose(after[name].float(), value.float(), atol=1e-6), name
+        assert int(after["stem.1.num_batches_tracked"]) == 4  # 3 set by _randomise, +1
+        out_sup.square().sum().backward(), out_net.square().sum().backward()
+        # gradients land in the stored tensors, on the slice the path read
+        key = trained.blocks[6].conv1.bank.key(arch.widths[12], arch.widths[13])
+        stored = trained.blocks[6].conv1.bank.weight[key].grad
+        c_in, c_out = arch.widths[12], arch.widths[13]
+        assert torch.allclose(stored[:c_out, :c_in], net.blocks[6].conv1.weight.grad, atol=1e-5)
+        fc_key = trained.fc.bank.key(arch.widths[18], 10)
+        assert torch.allclose(trained.fc.bank.weight[fc_key].grad[:, :arch.widths[18]],
+                              net.fc.weight.grad, atol=1e-5)
+
+
+def test_full_space_path_equals_standalone():
+    torch.manual_seed(0)
+    sup = _randomise(ChannelSupernet(MIXED, num_classes=100, in_channels=3), 0)
+    space = CVPR2021Space()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    sup.eval()
+    for arch in [space.sample(np.random.default_rng(s)) for s in range(3)] + [space.largest()]:
+        net = sup.subnet(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(sup(x, arch), net(x), atol=1e-5, rtol=0)
+
+
+def test_subnet_is_a_copy():
+    sup = _make("full")
+    arch = _archs(sup, 1, seed=0)[0]
+    net = sup.subnet(arch)
+    with torch.no_grad():
+        net.fc.weight.add_(1.0)
+    assert not torch.equal(net.fc.weight, sup.subnet(arch).fc.weight)
+
+
+# ----------------------------------------------------------------------------- gradient locality
+def _used_regions(sup: ChannelSupernet, arch: CVPR2021Arch) -> dict[str, tuple]:
+    """Hand-derived from the scheme definitions: stored tensor name -> the index region the path
+    reads (rows = output channels, cols = input channels)."""
+    scheme = sup.sharing
+    regions: dict[str, tuple] = {}
+
+    def conv(prefix: str, c_in: int, c_out: int, kind: str) -> None:
+        s = scheme[kind]
+        key = {"full": "full", "front": f"in{c_in}", "end": f"out{c_out}",
+               "independent": f"in{c_in}_out{c_out}"}[s]
+        regions[f"{prefix}.bank.weight.{key}"] = (slice(0, c_out), slice(0, c_in))
+        regions[f"{prefix}.bank.bias.{key}"] = (slice(0, c_out),)
+
+    def bn(prefix: str, c: int) -> None:
+        key = "full" if scheme["bn"] == "full" else f"w{c}"
+        for part in ("weight", "bias"):
+            regions[f"{prefix}.{part}.{key}"] = (slice(0, c),)
+
+    w = arch.widths
+    conv("stem_conv", 3, w[0], "conv")
+    bn("stem_bn", w[0])
+    for b, spec in enumerate(block_plan(arch)):
+        conv(f"blocks.{b}.conv1", spec.c_in, spec.c_mid, "conv")
+        bn(f"blocks.{b}.bn1", spec.c_mid)
+        conv(f"blocks.{b}.conv2", spec.c_mid, spec.c_out, "conv")
+        bn(f"blocks.{b}.bn2", spec.c_out)
+        if spec.projection:
+            conv(f"blocks.{b}.shortcut_conv", spec.c_in, spec.c_out, "conv")
+            bn(f"blocks.{b}.shortcut_bn", spec.c_out)
+    conv("fc", w[18], 10, "fc")
+    return regions
+
+
+@pytest.mark.parametrize("sharing", SHARING_SCHEMES)
+def test_gradient_step_changes_only_what_the_path_used(sharing):
+    sup = _make(sharing, seed=5)
+    arch = _archs(sup, 1, seed=7)[0]
+    assert 0 < sum(a != b for a, b in zip(arch.widths, [max(c) for c in SMALL]))  # not widest
+    before = {k: v.detach().clone() for k, v in sup.named_parameters()}
+    buffers = {k: v.detach().clone() for k, v in sup.named_buffers()}
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    y = torch.tensor([0, 3, 5, 9])
+    sup.train()
+    opt = torch.optim.SGD(sup.parameters(), lr=0.5)
+    nn.functional.cross_entropy(sup(x, arch), y).backward()
+    opt.step()
+    regions = _used_regions(sup, arch)
+    params = dict(sup.named_parameters())
+    # every tensor the definitions name exists (convs other than fc have no bias)
+    assert {n for n in regions if "bank.bias" not in n or n.startswith("fc.")} <= set(params)
+    for name, p in params.items():
+        changed = p.detach() != before[name]
+        region = regions.get(name)
+        if region is None:
+            assert not changed.any(), f"{name} is not on the path but changed"
+            continue
+        inside = torch.zeros_like(changed)
+        inside[region] = True
+        assert not (changed & ~inside).any(), f"{name} changed outside {region}"
+        assert changed[region].any(), f"{name} did not learn inside {region}"
+    # running statistics: only the path's BatchNorms, only their first c entries
+    for name, buf in sup.named_buffers():
+        moved = buf != buffers[name]
+        module, part = name.rsplit(".", 1)
+        stat, key = part.rsplit("_", 1)
+        region = regions.get(f"{module}.weight.{key}")
+        if region is None:
+            assert not moved.any(), f"{name} is not on the path but moved"
+        elif stat != "num_batches_tracked":
+            outside = torch.ones_like(moved)
+            outside[region] = False
+            assert moved[region].all() and not (moved & outside).any(), name
+    if sharing == "independent":  # nothing shared: the widest path's tensors never moved
+        widest = _used_regions(
+            sup, sup.arch_from_choices([len(d) - 1 for d in sup.decisions()]))
+        untouched = (set(widest) - set(regions)) & set(params)
+        assert untouched
+        for name in untouched:
+            assert torch.equal(params[name], before[name])
+
+
+# ----------------------------------------------------------------------------- parameter counts
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("sharing, conv_k3, conv_k3_bias, linear_bias, bn", [
+    # conv in {2,4} -> out {3,5}, 3x3: full 5*4*9; front (5*2+5*4)*9; end (3+5)*4*9;
+    # independent (2+4)*(3+5)*9. Biases add 5 / 2*5 / 3+5 / 2*(3+5).
+    # linear in {2,4} -> out {3,5}: the same counts without the 9; BN over {3,5}: 2*5 or 2*(3+5).
+    ("full", 180, 185, 25, 10),
+    ("front", 270, 280, 40, 16),
+    ("end", 288, 296, 40, 16),
+    ("independent", 432, 448, 64, 16),
+])
+def test_slim_layer_parameter_counts_by_hand(sharing, conv_k3, conv_k3_bias, linear_bias, bn):
+    assert _count(SlimConv2d([2, 4], [3, 5], 3, sharing=sharing)) == conv_k3
+    assert _count(SlimConv2d([4, 2], [5, 3], 3, bias=True, sharing=sharing)) == conv_k3_bias
+    assert _count(SlimLinear([2, 4], [3, 5], sharing=sharing)) == linear_bias
+    assert _count(SlimBatchNorm2d([3, 5], sharing=sharing)) == bn
+
+
+TINY = [(4, 8)] * 20  # every position {4, 8}; 10 classes, 3 input channels
+# Hand count (see the scheme table in supernet/channel.py):
+#   stem conv 3->{4,8} 3x3: full/front 8*3*9 = 216, end/independent 12*3*9 = 324
+#   BN over {4,8}: full 2*8 = 16, else 2*12 = 24 (stem + 3 per block, all 9 blocks project)
+#   block conv {4,8}->{4,8} 3x3: full 576, front/end (8*4 + 8*8)*9 = 864, independent 144*9 = 1296
+#   shortcut 1x1: full 64, front/end 96, independent 144
+#   fc {4,8}->10 with bias: full/end 10*8 + 10 = 90, front/independent 50 + 90 = 140
+TINY_COUNTS = {
+    "full": 216 + 16 + 9 * (2 * 576 + 64 + 3 * 16) + 90,            # 11698
+    "front": 216 + 24 + 9 * (2 * 864 + 96 + 3 * 24) + 140,          # 17444
+    "end": 324 + 24 + 9 * (2 * 864 + 96 + 3 * 24) + 90,             # 17502
+    "independent": 324 + 24 + 9 * (2 * 1296 + 144 + 3 * 24) + 140,  # 25760
+}
+
+
+def test_supernet_parameter_counts_by_hand():
+    assert TINY_COUNTS == {"full": 11698, "front": 17444, "end": 17502, "independent": 25760}
+    for sharing, expected in TINY_COUNTS.items():
+        assert _count(ChannelSupernet(sharing, num_classes=10, choices=TINY)) == expected
+    # conv full, BN independent, fc full: 216 + 24 + 9 * (1152 + 64 + 72) + 90
+    assert _count(ChannelSupernet(MIXED, num_classes=10, choices=TINY)) == 11922
+    # a single width everywhere: every scheme is the stand-alone network (the space's count)
+    one = [(c[1],) for c in CHOICES]
+    arch = CVPR2021Arch(tuple(c[0] for c in one))
+    params = round(CVPR2021Space().cost(arch, (3, 8, 8), num_classes=10)[1] * 1e6)
+    for sharing in SHARING_SCHEMES:
+        assert _count(ChannelSupernet(sharing, num_classes=10, choices=one)) == params
+
+
+# ----------------------------------------------------------------------------- samplers, trainer
+def test_decisions_and_choice_encoding():
+    sup = ChannelSupernet("full", num_classes=10)
+    assert sup.decisions() == [list(c) for c in CHOICES]
+    arch = CVPR2021Space().parse("4-8-12-16-4-8-12-32-28-24-4-8-12-64-60-4-8-12-16-20")
+    idx = sup.choices_of(arch)
+    assert idx == [0, 1, 2, 3, 0, 1, 2, 7, 6, 5, 0, 1, 2, 15, 14, 0, 1, 2, 3, 4]
+    assert sup.arch_from_choices(idx) == arch
+    assert sup.config()["sharing"] == {"conv": "full", "bn": "full", "fc": "full"}
+
+
+def test_strict_fair_sampler_uses_every_width_equally():
+    sup = ChannelSupernet("full", num_classes=10)
+    archs = StrictFairSampler(sup).sample(np.random.default_rng(0))
+    assert len(archs) == 16
+    for i, choices in enumerate(CHOICES):  # 16 picks: 4, 2 or 1 uses of each width
+        counts = Counter(a.widths[i] for a in archs)
+        assert sorted(counts) == list(choices)
+        assert set(counts.values()) == {16 // len(choices)}
+
+
+def test_trainer_drives_the_channel_supernet():
+    from supernet.datasets import load_dataset
+    from supernet.trainer import train_supernet
+
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    for sampler_cls in (UniformSampler, StrictFairSampler):
+        sup = _make({"conv": "front", "bn": "independent", "fc": "end"}, seed=1,
+                    choices=[c[:2] for c in SMALL])
+        before = {k: v.detach().clone() for k, v in sup.named_parameters()}
+        stats = train_supernet(sup, data, sampler_cls(sup), epochs=1, batch_size=24, lr=0.05,
+                               seed=3, progress=False)
+        assert stats.steps == 2 and np.isfinite(stats.last_loss)
+        paths = 1 if sampler_cls is UniformSampler else 2
+        assert stats.path_images == 2 * 24 * paths
+        moved = {k for k, v in sup.named_parameters() if not torch.equal(v, before[k])}
+        assert "fc.bank.weight.out10" in moved and "stem_conv.bank.weight.in3" in moved
+        if sampler_cls is StrictFairSampler:  # both widths of every position run each step
+            main_bns = {k for k in before if ".bn1." in k or ".bn2." in k or "stem_bn" in k}
+            assert len(main_bns) == 19 * 2 * 2 and main_bns <= moved
+        arch = _archs(sup, 1, seed=0)[0]
+        sup.eval()
+        x = data.valid.tensors[0][:4]
+        with torch.no_grad():
+            assert torch.allclose(sup(x, arch), sup.subnet(arch).eval()(x), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_is_refused_with_the_bad_value_named():
+    sup = _make("full")
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(NasrankError, match="none~0"):
+        sup(x, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")  # an NB201 cell
+    with pytest.raises(NasrankError):
+        sup.subnet(("nor_conv_3x3",) * 6)
+    narrowed = "-".join(["8"] * 20)  # a valid space member, but 8 is not in SMALL[0]
+    with pytest.raises(NasrankError, match=r"position 1 has width 8"):
+        sup(x, narrowed)
+    with pytest.raises(NasrankError, match=r"width 20"):
+        sup(x, "20" + "-4" * 19)  # not a width of the space at all
+    with pytest.raises(NasrankError, match="out of range"):
+        sup.arch_from_choices([5] + [0] * 19)
+    with pytest.raises(SharingError, match="'partial'"):
+        ChannelSupernet("partial")
+    with pytest.raises(SharingError, match="'linear'"):
+        ChannelSupernet({"conv": "full", "linear": "full"})
+    with pytest.raises(SharingError, match="'sliced'"):
+        ChannelSupernet({"bn": "sliced"})
+    with pytest.raises(SharingError, match=r"\[6\]"):
+        ChannelSupernet("full", choices=[(4, 6)] + [(4,)] * 19)
+    with pytest.raises(NasrankError, match="width 6"):
+        SlimConv2d([4, 8], [4, 8], 3)(torch.randn(1, 6, 4, 4), 4)
+    with pytest.raises(NasrankError, match="width 12"):
+        SlimBatchNorm2d([4, 8])(torch.randn(2, 12, 4, 4))
+    with pytest.raises(NasrankError, match=r"\(2, 4, 8, 8\)"):
+        sup(torch.randn(2, 4, 8, 8), _archs(sup, 1, seed=0)[0])
