@@ -225,7 +225,7 @@ class SlimBatchNorm2d(nn.Module):
 
     def __init__(
         self, widths: Sequence[int], *, sharing: str = "full", eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
     ) -> None:
         super().__init__()
         self.widths = _check_widths(widths, "widths")
@@ -239,6 +239,15 @@ class SlimBatchNorm2d(nn.Module):
             self.register_buffer(f"running_mean_{k}", torch.zeros(n))
             self.register_buffer(f"running_var_{k}", torch.ones(n))
             self.register_buffer(f"num_batches_tracked_{k}", torch.tensor(0, dtype=torch.long))
+
+    def reset_running_stats(self) -> None:
+        """As ``nn.BatchNorm2d.reset_running_stats``, for every stored width (BN recalibration
+        before weight-sharing evaluation relies on it)."""
+        for name, buf in self.named_buffers(recurse=False):
+            if name.startswith("running_mean_") or name.startswith("num_batches_tracked_"):
+                buf.zero_()
+            else:
+                buf.fill_(1.0)
 
     def key(self, c: int) -> str:
         if c not in self.widths:
@@ -255,12 +264,15 @@ class SlimBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self._state(x.shape[1])
+        factor = 0.0 if self.momentum is None else self.momentum
         if self.training:
             s["num_batches_tracked"].add_(1)
+            if self.momentum is None:  # cumulative average, as nn.BatchNorm2d
+                factor = 1.0 / float(s["num_batches_tracked"])
         # The running statistics are views of the stored buffers: batch_norm updates them in
         # place, so only the first c entries (or this width's own buffers) move.
         return F.batch_norm(x, s["running_mean"], s["running_var"], s["weight"], s["bias"],
-                            self.training, self.momentum, self.eps)
+                            self.training, factor, self.eps)
 
     def export(self, c: int) -> dict[str, torch.Tensor]:
         """The state dict of the equivalent ``nn.BatchNorm2d(c)`` (copies)."""
@@ -427,6 +439,12 @@ class ChannelSupernet(Supernet):
 
     def cost(self, arch: CVPR2021Arch, input_shape: Sequence[int]) -> tuple[float, float]:
         return self.space.cost(self.check_arch(arch), input_shape, num_classes=self.num_classes)
+
+    def bn_modules(self) -> list[SlimBatchNorm2d]:  # type: ignore[override]
+        """The :class:`SlimBatchNorm2d` layers: they are not ``nn.BatchNorm2d`` instances but
+        offer what BN recalibration uses (``reset_running_stats()``, ``momentum``, with
+        ``momentum=None`` a cumulative average as in ``nn.BatchNorm2d``)."""
+        return [m for m in self.modules() if isinstance(m, SlimBatchNorm2d)]
 
     def subnet(self, arch: CVPR2021Arch) -> CVPR2021ResNet:
         """``CVPR2021Space().build(arch)`` holding copies of ``arch``'s weights and BatchNorm

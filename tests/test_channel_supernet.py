@@ -301,6 +301,39 @@ def test_trainer_drives_the_channel_supernet():
             assert torch.allclose(sup(x, arch), sup.subnet(arch).eval()(x), atol=1e-5)
 
 
+def test_weak_labels_recalibrate_like_the_standalone_network(tmp_path):
+    """BN recalibration (reset, cumulative average) reaches the Slim BatchNorms: the weak label
+    equals the accuracy/loss of the stand-alone network recalibrated by hand with
+    ``nn.BatchNorm2d`` on the same batches; the supernet's own statistics are restored."""
+    from supernet.datasets import load_dataset
+    from supernet.train import epoch_order
+    from supernet.weak_labels import generate_weak_labels
+
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    sup = _make(MIXED, seed=2)
+    archs = _archs(sup, 1, seed=4)[:2]
+    buffers = {k: v.clone() for k, v in sup.named_buffers()}
+    table = generate_weak_labels(sup, archs, data, tmp_path / "ws.csv", bn_batches=2,
+                                 batch_size=16, seed=0, progress=False)
+    assert all(torch.equal(v, buffers[k]) for k, v in sup.named_buffers())
+    x_train = data.train.tensors[0][epoch_order(len(data.train), 0, 0)]
+    x_valid, y_valid = data.valid.tensors
+    for arch in archs:
+        net = sup.subnet(arch)
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None
+        net.train()
+        with torch.no_grad():
+            net(x_train[:16]), net(x_train[16:32])
+            logits = net.eval()(x_valid)
+        row = table.row(str(arch))
+        assert row["ws_acc"] == pytest.approx(float((logits.argmax(1) == y_valid).float().mean()))
+        loss = float(nn.functional.cross_entropy(logits, y_valid))
+        assert row["ws_neg_loss"] == pytest.approx(-loss, rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_input_is_refused_with_the_bad_value_named():
     sup = _make("full")
