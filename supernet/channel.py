@@ -47,6 +47,7 @@ chosen per layer type (``conv``, ``bn``, ``fc``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -364,14 +365,14 @@ class ChannelSupernet(Supernet):
     ) -> None:
         super().__init__()
         for name, v in (("num_classes", num_classes), ("in_channels", in_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise SharingError(f"ChannelSupernet {name} must be an int >= 1, got {v!r}")
         self.space = CVPR2021Space()
         self.sharing = normalise_sharing(sharing)
-        self.num_classes, self.in_channels = num_classes, in_channels
+        self.num_classes, self.in_channels = int(num_classes), int(in_channels)
         self.choices = self._check_choice_lists(choices)
         c = self.choices
-        self.stem_conv = SlimConv2d((in_channels,), c[0], 3, padding=1,
+        self.stem_conv = SlimConv2d((self.in_channels,), c[0], 3, padding=1,
                                     sharing=self.sharing["conv"])
         self.stem_bn = SlimBatchNorm2d(c[0], sharing=self.sharing["bn"])
         blocks, c_in = [], c[0]
@@ -380,7 +381,8 @@ class ChannelSupernet(Supernet):
             blocks.append(SlimBlock(c_in, c[1 + 2 * b], c[2 + 2 * b], stride, self.sharing))
             c_in = c[2 + 2 * b]
         self.blocks = nn.ModuleList(blocks)
-        self.fc = SlimLinear(c[NUM_POSITIONS - 2], (num_classes,), sharing=self.sharing["fc"])
+        self.fc = SlimLinear(c[NUM_POSITIONS - 2], (self.num_classes,),
+                             sharing=self.sharing["fc"])
 
     @staticmethod
     def _check_choice_lists(choices: Sequence[Sequence[int]] | None) -> tuple[tuple[int, ...], ...]:
