@@ -318,19 +318,48 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
 def _register_pipeline_handlers() -> None:
-    """Commands that wire the supernet, predictor and search stages (search/pipeline.py)."""
+    """Commands that wire the supernet, predictor and search stages (search/pipeline.py);
+    each handler only maps flags to the library's keyword arguments."""
     from search import pipeline
 
+    def dev(a: argparse.Namespace) -> str:
+        return resolve_device(a.device)
+
     HANDLERS.update({
-        "supernet_train": lambda a: pipeline.cmd_supernet_train(a, resolve_device(a.device)),
-        "weak_labels": lambda a: pipeline.cmd_weak_labels(a, resolve_device(a.device)),
-        "proxies": lambda a: pipeline.cmd_proxies(a, resolve_device(a.device)),
-        "pretrain": lambda a: pipeline.cmd_pretrain(a, resolve_device(a.device)),
-        "finetune": lambda a: pipeline.cmd_finetune(a, resolve_device(a.device)),
-        "predict": lambda a: pipeline.cmd_predict(a, resolve_device(a.device)),
-        "search": lambda a: pipeline.cmd_search(a, resolve_device(a.device)),
-        "run": lambda a: pipeline.cmd_run(a, resolve_device(a.device)),
+        "supernet_train": lambda a: pipeline.supernet_train_command(
+            out=a.out, space=a.space, dataset=a.dataset, data_root=a.data_root,
+            sampler=a.sampler, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+            channels=a.channels, cells=a.cells, seed=a.seed, device=dev(a)),
+        "weak_labels": lambda a: pipeline.weak_labels_command(
+            out=a.out, num_archs=a.num_archs, proxies=_csv(a.proxies), shard=a.shard,
+            seed=a.seed, device=dev(a), data_root=a.data_root),
+        "proxies": lambda a: pipeline.proxies_command(
+            out=a.out, space=a.space, dataset=a.dataset, data_root=a.data_root,
+            num_archs=a.num_archs, proxies=_csv(a.proxies), batch_size=a.batch_size,
+            shard=a.shard, seed=a.seed, device=dev(a)),
+        "pretrain": lambda a: (_require(a, "labels"), pipeline.pretrain_command(
+            out=a.out, labels=a.labels, space=a.space, columns=_csv(a.columns),
+            epochs=a.epochs, seed=a.seed, device=dev(a))),
+        "finetune": lambda a: (_require(a, "metric"), pipeline.finetune_command(
+            out=a.out, labels=a.labels, benchmark=a.benchmark, data=a.data, metric=a.metric,
+            n=a.n, loss=a.loss, epochs=a.epochs, space=a.space, seed=a.seed, device=dev(a))),
+        "predict": lambda a: (_require(a, "checkpoint"), pipeline.predict_command(
+            out=a.out, checkpoint=a.checkpoint, archs=a.archs, all_archs=a.all, top=a.top,
+            device=dev(a))),
+        "search": lambda a: pipeline.search_command(
+            out=a.out, benchmark=a.benchmark, data=a.data, metric=a.metric, report=a.report,
+            method=a.method, budget=a.budget, proxy=a.proxy, seed=a.seed, device=dev(a)),
+        "run": lambda a: pipeline.run_pipeline(
+            out=a.out or "runs/nasrank-run", dataset=a.dataset, data_root=a.data_root,
+            seed=a.seed, device=dev(a), supernet_epochs=a.supernet_epochs, sampler=a.sampler,
+            archs=a.archs, proxies=_csv(a.proxies), pretrain_epochs=a.pretrain_epochs,
+            budget=a.budget, rounds=a.rounds, epochs=a.epochs, channels=a.channels,
+            cells=a.cells, image_size=a.image_size),
     })
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# One intra-op thread per test process: the suite runs in 2 xdist workers on 2 cores, and
+# oversubscribed OpenMP threads slow small convolutions down by 10-100x.
+torch.set_num_threads(1)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
