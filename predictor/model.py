@@ -243,7 +243,8 @@ class RankingPredictor:
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
-        architectures is one ranked list. A ``valid_fraction`` split (at least 2 archs, none when
+        architectures is one ranked list. After ``pretrain`` the ranking head starts as a ridge
+        read-out of the pretrained multi-task head (see ``_linear_probe_init``). A ``valid_fraction`` split (at least 2 archs, none when
         0) drives early stopping (``patience`` epochs) on the same loss, and the best weights
         are kept. Always restarts from the pretrained (or seeded initial) weights."""
         loss_fn = get_loss(loss)
@@ -284,6 +285,8 @@ class RankingPredictor:
         valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
 
         self.net.load_state_dict(self._start_state)
+        if self.pretrained:
+            self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy())
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(train_idx) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
@@ -320,6 +323,25 @@ class RankingPredictor:
             self.net.load_state_dict(best_state)
         self.loss_name = loss
         return self
+
+    @torch.no_grad()
+    def _linear_probe_init(self, keys: list[str], target: np.ndarray, alpha: float = 1.0) -> None:
+        """Start the ranking head as the pretrained multi-task head followed by a ridge
+        regression (sklearn) of the fit targets on its outputs, so fine-tuning starts from the
+        best linear read-out of the weak labels instead of a random head (linear probing before
+        fine-tuning, Kumar et al., ICLR 2022). Exact: two stacked linear maps are one."""
+        from sklearn.linear_model import Ridge
+
+        self.net.eval()
+        gb = self._batch(keys)
+        z = self.net.forward_aux(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
+        ridge = Ridge(alpha=alpha).fit(z.double().cpu().numpy(), target.astype(np.float64))
+        w = torch.tensor(ridge.coef_, dtype=torch.float32, device=self.device).reshape(1, -1)
+        aux_hidden, aux_out = self.net.aux_head[0], self.net.aux_head[2]
+        rank_hidden, rank_out = self.net.rank_head[0], self.net.rank_head[2]
+        rank_hidden.load_state_dict(aux_hidden.state_dict())
+        rank_out.weight.copy_(w @ aux_out.weight)
+        rank_out.bias.copy_(w @ aux_out.bias + float(ridge.intercept_))
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
