@@ -1,0 +1,181 @@
+"""Surrogates (performance predictors) as the search loops see them.
+
+A search only needs ``fit(archs, y)`` (higher ``y`` = better; every call restarts from the
+surrogate's initial state) and ``predict(archs) -> np.ndarray`` (higher = better). Searches take a
+*factory* ``seed -> surrogate`` so each run builds its own, seeded surrogate.
+
+- :class:`ForestSurrogate`: a random forest on the one-hot encoding of the space's categorical
+  choices (scikit-learn). Cheap and a solid baseline (NB201: see DESIGN.md, "Known facts").
+- :func:`ranking_predictor_factory`: the project's graph :class:`predictor.RankingPredictor`,
+  from scratch or restarted from a pretrained checkpoint at every fit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from spaces.base import Arch, SearchSpace
+from spaces.errors import NasrankError
+
+
+@runtime_checkable
+class Surrogate(Protocol):
+    def fit(self, archs: Sequence[Arch], y: Any, **kwargs: Any) -> Any: ...
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray: ...
+
+
+SurrogateFactory = Callable[[int], Surrogate]
+
+
+def describe_factory(factory: SurrogateFactory | None) -> Any:
+    """A JSON-able description of a surrogate factory for run configs (its ``config`` attribute
+    when it has one, else its qualified name)."""
+    if factory is None:
+        return None
+    cfg = getattr(factory, "config", None)
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    return getattr(factory, "__qualname__", type(factory).__qualname__)
+
+
+def make_surrogate(factory: SurrogateFactory, seed: int) -> Surrogate:
+    if not callable(factory):
+        raise NasrankError(f"predictor_factory must be callable seed -> surrogate, got {factory!r}")
+    s = factory(seed)
+    if not isinstance(s, Surrogate):
+        raise NasrankError(
+            f"predictor_factory returned {type(s).__name__}, which lacks fit(archs, y) / "
+            f"predict(archs)")
+    return s
+
+
+class OneHotEncoder:
+    """One-hot encoding of the space's categorical choices (``space.to_choices``)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.choices = space.choices()
+        self.index = {name: {repr(v): j for j, v in enumerate(opts)}
+                      for name, opts in self.choices.items()}
+        self.width = sum(len(o) for o in self.choices.values())
+
+    def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
+        x = np.zeros((len(archs), self.width), dtype=np.float32)
+        for i, arch in enumerate(archs):
+            params = self.space.to_choices(arch)
+            offset = 0
+            for name, opts in self.choices.items():
+                x[i, offset + self.index[name][repr(params[name])]] = 1.0
+                offset += len(opts)
+        return x
+
+
+class ForestSurrogate:
+    """Random-forest regressor on one-hot choices; archs are canonicalised first (when the
+    space offers ``canonical``) so equivalent cells share features."""
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, n_estimators: int = 100,
+                 min_samples_leaf: int = 1) -> None:
+        self.space = space
+        self.encode = OneHotEncoder(space)
+        self.seed = seed
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.model = None
+        self._rows: dict[Arch, np.ndarray] = {}
+
+    def _x(self, archs: Sequence[Arch]) -> np.ndarray:
+        # rows cached per arch value: searches score the same candidate pool again and again
+        canon = getattr(self.space, "canonical", None)
+        missing = [a for a in dict.fromkeys(archs) if a not in self._rows]
+        if missing:
+            enc = self.encode([canon(a) for a in missing] if canon else missing)
+            self._rows.update(zip(missing, enc))
+        return np.stack([self._rows[a] for a in archs])
+
+    def fit(self, archs: Sequence[Arch], y: Any, **_: Any) -> ForestSurrogate:
+        from sklearn.ensemble import RandomForestRegressor
+
+        y = np.asarray(y, dtype=np.float64)
+        if len(archs) == 0 or y.shape != (len(archs),):
+            raise NasrankError(f"fit needs one y per arch; got {len(archs)} archs, y {y.shape}")
+        self.model = RandomForestRegressor(
+            n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+            random_state=self.seed, n_jobs=1).fit(self._x(archs), y)
+        return self
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        if self.model is None:
+            raise NasrankError("ForestSurrogate.predict called before fit")
+        return self.model.predict(self._x(archs))
+
+
+def forest_factory(space: SearchSpace, **kwargs: Any) -> SurrogateFactory:
+    """``seed -> ForestSurrogate(space, seed=seed, **kwargs)``, with a ``config`` for records."""
+
+    def factory(seed: int) -> ForestSurrogate:
+        return ForestSurrogate(space, seed=seed, **kwargs)
+
+    factory.config = {"surrogate": "random_forest", **kwargs}  # type: ignore[attr-defined]
+    return factory
+
+
+def ranking_predictor_factory(
+    space: SearchSpace, *, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+    predictor_kwargs: Mapping[str, Any] | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+) -> SurrogateFactory:
+    """``seed -> RankingPredictor`` adapter: from ``checkpoint`` (pretrained on weak labels; every
+    ``fit`` restarts from it) or a fresh seeded one built with ``predictor_kwargs``. ``fit_kwargs``
+    (loss, epochs, lr...) are passed to every ``fit``."""
+    from predictor import RankingPredictor  # imported here: search works without the predictor
+
+    fit_kw = dict(fit_kwargs or {})
+    pred_kw = dict(predictor_kwargs or {})
+
+    class _Adapter:
+        def __init__(self, seed: int) -> None:
+            if checkpoint is not None:
+                self.model = RankingPredictor.load(checkpoint, space=space, device=device)
+            else:
+                self.model = RankingPredictor(space, device=device, seed=seed, **pred_kw)
+
+        def fit(self, archs: Sequence[Arch], y: Any, **kw: Any) -> Any:
+            return self.model.fit(list(archs), np.asarray(y, dtype=np.float64),
+                                  **{**fit_kw, **kw})
+
+        def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+            return np.asarray(self.model.predict(list(archs)), dtype=np.float64)
+
+    def factory(seed: int) -> _Adapter:
+        return _Adapter(seed)
+
+    factory.config = {"surrogate": "ranking_predictor",  # type: ignore[attr-defined]
+                      "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
+                      "predictor_kwargs": {k: repr(v) for k, v in sorted(pred_kw.items())},
+                      "fit_kwargs": {k: repr(v) for k, v in sorted(fit_kw.items())}}
+    return factory
+
+
+def candidate_pool(space: SearchSpace, rng: np.random.Generator, pool_size: int) -> list[Arch]:
+    """Architectures a surrogate scores: the whole space (one arch per canonical key) when it is
+    finite and not larger than ``pool_size``, else ``pool_size`` seeded samples with distinct
+    keys."""
+    from spaces.base import sample_unique
+
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise NasrankError(f"pool_size must be a positive int, got {pool_size!r}")
+    if space.size is not None and space.size <= pool_size:
+        seen: set[str] = set()
+        out = []
+        for arch in space.enumerate():
+            k = space.key(arch)
+            if k not in seen:
+                seen.add(k)
+                out.append(arch)
+        return out
+    return sample_unique(space, pool_size, rng)
