@@ -88,6 +88,9 @@ def cmd_pretrain(args) -> None:
           f"{hist['loss'][-1]:.3f}; saved {args.checkpoint}")
 
 
+FACTORIES: dict = {}
+
+
 def run_one(method, bench, oracle, budget, seed, args):
     from search import (forest_factory, greedy_by_proxy, iterative_sampling, random_search,
                         ranking_predictor_factory, regularized_evolution, surrogate_evolution)
@@ -95,7 +98,14 @@ def run_one(method, bench, oracle, budget, seed, args):
 
     space = bench.space
     common = {"space": space, "oracle": oracle, "budget": budget, "seed": seed}
-    rf = forest_factory(space, n_estimators=50)
+    if not FACTORIES:  # made once: each factory shares its graph/feature caches across runs
+        FACTORIES["rf"] = forest_factory(space, n_estimators=50)
+        FACTORIES["scratch"] = ranking_predictor_factory(space, predictor_kwargs=PREDICTOR,
+                                                         fit_kwargs=FIT)
+        if args.checkpoint:
+            FACTORIES["pre"] = ranking_predictor_factory(space, checkpoint=args.checkpoint,
+                                                         fit_kwargs=FIT)
+    rf = FACTORIES["rf"]
     if method == "random":
         return random_search(**common)
     if method == "re":
@@ -111,11 +121,11 @@ def run_one(method, bench, oracle, budget, seed, args):
     if method == "it_rf":
         return iterative_sampling(**common, predictor_factory=rf, rounds=4, alpha=0.5)
     if method == "it_scratch":
-        f = ranking_predictor_factory(space, predictor_kwargs=PREDICTOR, fit_kwargs=FIT)
-        return iterative_sampling(**common, predictor_factory=f, rounds=3, alpha=0.5)
+        return iterative_sampling(**common, predictor_factory=FACTORIES["scratch"], rounds=3,
+                                  alpha=0.5)
     if method == "it_pre":
-        f = ranking_predictor_factory(space, checkpoint=args.checkpoint, fit_kwargs=FIT)
-        return iterative_sampling(**common, predictor_factory=f, rounds=3, alpha=0.5,
+        return iterative_sampling(**common, predictor_factory=FACTORIES["pre"], rounds=3,
+                                  alpha=0.5,
                                   first_round="random")
     raise SystemExit(f"unknown method {method!r}")
 

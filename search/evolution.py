@@ -53,7 +53,7 @@ def _check_tournament(population_size: int, sample_size: int) -> None:
 
 def _random_unseen(space: SearchSpace, bo: BudgetedOracle, rng: np.random.Generator,
                    exclude: set[str] = frozenset()) -> Arch:
-    for _ in range(100_000):
+    for _ in range(20_000):
         arch = space.sample(rng)
         k = space.key(arch)
         if not bo.seen_key(k) and k not in exclude:
@@ -138,7 +138,12 @@ def surrogate_evolution(
         children, keys = [], set()
         for _ in range(n_children):
             parent = _tournament(pop, sample_size, rng)
-            child = _new_child(space, parent.arch, bo, rng, exclude=keys)
+            try:
+                child = _new_child(space, parent.arch, bo, rng, exclude=keys)
+            except NasrankError:
+                if children:  # a small space may hold fewer unqueried archs than n_children
+                    break
+                raise
             keys.add(space.key(child))
             children.append(child)
         scores = np.asarray(surrogate.predict(children), dtype=np.float64)

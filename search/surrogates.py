@@ -13,6 +13,7 @@ surrogate's initial state) and ``predict(archs) -> np.ndarray`` (higher = better
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -79,14 +80,15 @@ class ForestSurrogate:
     space offers ``canonical``) so equivalent cells share features."""
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, n_estimators: int = 100,
-                 min_samples_leaf: int = 1) -> None:
+                 min_samples_leaf: int = 1,
+                 feature_cache: dict[Arch, np.ndarray] | None = None) -> None:
         self.space = space
         self.encode = OneHotEncoder(space)
         self.seed = seed
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.model = None
-        self._rows: dict[Arch, np.ndarray] = {}
+        self._rows: dict[Arch, np.ndarray] = {} if feature_cache is None else feature_cache
 
     def _x(self, archs: Sequence[Arch]) -> np.ndarray:
         # rows cached per arch value: searches score the same candidate pool again and again
@@ -117,11 +119,33 @@ class ForestSurrogate:
 def forest_factory(space: SearchSpace, **kwargs: Any) -> SurrogateFactory:
     """``seed -> ForestSurrogate(space, seed=seed, **kwargs)``, with a ``config`` for records."""
 
+    rows: dict[Arch, np.ndarray] = {}  # one-hot rows shared by every surrogate made here
+
     def factory(seed: int) -> ForestSurrogate:
-        return ForestSurrogate(space, seed=seed, **kwargs)
+        return ForestSurrogate(space, seed=seed, feature_cache=rows, **kwargs)
 
     factory.config = {"surrogate": "random_forest", **kwargs}  # type: ignore[attr-defined]
     return factory
+
+
+class _KeyMemoSpace:
+    """A space whose ``key`` is memoised per (hashable) arch; everything else is delegated."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self._space = space
+        self._keys: dict[Any, str] = {}
+
+    def key(self, arch: Arch) -> str:
+        try:
+            return self._keys[arch]
+        except KeyError:
+            k = self._keys[arch] = self._space.key(arch)
+            return k
+        except TypeError:  # unhashable arch: no memo
+            return self._space.key(arch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._space, name)
 
 
 def ranking_predictor_factory(
@@ -136,6 +160,10 @@ def ranking_predictor_factory(
 
     fit_kw = dict(fit_kwargs or {})
     pred_kw = dict(predictor_kwargs or {})
+    # Searches score the same candidate pool every round and every run: one graph cache (with
+    # memoised canonical keys) shared by all predictors this factory makes saves rebuilding
+    # thousands of graphs per run. Graphs depend only on the space, so sharing is safe.
+    shared: dict[str, Any] = {}
 
     class _Adapter:
         def __init__(self, seed: int) -> None:
@@ -143,6 +171,12 @@ def ranking_predictor_factory(
                 self.model = RankingPredictor.load(checkpoint, space=space, device=device)
             else:
                 self.model = RankingPredictor(space, device=device, seed=seed, **pred_kw)
+            if hasattr(self.model, "_graphs"):
+                from predictor.graphs import GraphCache
+
+                if "graphs" not in shared:
+                    shared["graphs"] = GraphCache(_KeyMemoSpace(space))
+                self.model._graphs = shared["graphs"]
 
         def fit(self, archs: Sequence[Arch], y: Any, **kw: Any) -> Any:
             return self.model.fit(list(archs), np.asarray(y, dtype=np.float64),
@@ -170,6 +204,10 @@ def candidate_pool(space: SearchSpace, rng: np.random.Generator, pool_size: int)
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
         raise NasrankError(f"pool_size must be a positive int, got {pool_size!r}")
     if space.size is not None and space.size <= pool_size:
+        try:
+            return list(_WHOLE_SPACE[space])
+        except (KeyError, TypeError):
+            pass
         seen: set[str] = set()
         out = []
         for arch in space.enumerate():
@@ -177,5 +215,12 @@ def candidate_pool(space: SearchSpace, rng: np.random.Generator, pool_size: int)
             if k not in seen:
                 seen.add(k)
                 out.append(arch)
+        try:  # remembered per space object: benchmarks run thousands of searches on one space
+            _WHOLE_SPACE[space] = tuple(out)
+        except TypeError:
+            pass
         return out
     return sample_unique(space, pool_size, rng)
+
+
+_WHOLE_SPACE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

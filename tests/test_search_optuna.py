@@ -1,0 +1,151 @@
+"""Optuna: the PredictorSampler (reproducibility like Optuna's own sampler tests, proposals
+checked by brute force) and run_optuna_search (resume, two real processes on one SQLite study)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from search.optuna_search import ClaimTable, PredictorSampler, run_optuna_search, study_queries
+from search.surrogates import forest_factory
+from spaces.errors import NasrankError
+from test_search_fixtures import TINY_VALUES, CrashAfter, TableOracle, TinySpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TINY = TinySpace()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _objective(trial: optuna.Trial) -> float:
+    params = {n: trial.suggest_categorical(n, opts) for n, opts in TINY.choices().items()}
+    lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)  # a parameter outside the space
+    return TINY_VALUES[TINY.key(TINY.from_choices(params))] + 0.0 * lr
+
+
+def _trials(seed: int, n: int = 6, factory=None) -> list[dict]:
+    sampler = PredictorSampler(TINY, factory or forest_factory(TINY, n_estimators=5), seed=seed,
+                               n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=n)
+    return [t.params for t in study.trials]
+
+
+def test_same_seed_same_trials_different_seed_different_trials():
+    a, b = _trials(0), _trials(0)
+    assert a == b                                           # params incl. the independent "lr"
+    assert _trials(1) != a
+    keys = [TINY.key(TINY.from_choices(p)) for p in a]
+    assert len(set(keys)) == len(keys)                      # never proposes a tried arch
+
+
+class Perfect:
+    def __init__(self, seed: int) -> None:
+        self.fitted_on: list = []
+
+    def fit(self, archs, y, **_):
+        self.fitted_on = list(zip((TINY.key(a) for a in archs), y))
+        assert all(TINY_VALUES[k] == v for k, v in self.fitted_on)  # y = the study's values
+        return self
+
+    def predict(self, archs):
+        return np.array([TINY_VALUES[TINY.key(a)] for a in archs])
+
+
+def test_proposals_after_startup_are_the_best_untried():
+    sampler = PredictorSampler(TINY, Perfect, seed=3, n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=7)
+    keys = [TINY.key(TINY.from_choices(t.params)) for t in study.trials]
+    # brute force: after 2 random trials, the untried keys in decreasing true value
+    rest = sorted((k for k in TINY_VALUES if k not in keys[:2]), key=lambda k: -TINY_VALUES[k])
+    assert keys[2:] == rest
+    with pytest.raises(NasrankError, match="has been tried"):
+        study.optimize(_objective, n_trials=1)              # all 7 functions are tried
+
+
+def test_minimize_study_ranks_by_negated_value():
+    sampler = PredictorSampler(TINY, Perfect, seed=0, n_startup_trials=1)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    # Perfect.fit asserts y equals the true values, so negate back inside: use a wrapper
+    class Neg(Perfect):
+        def fit(self, archs, y, **_):
+            return Perfect.fit(self, archs, -np.asarray(y))
+
+        def predict(self, archs):
+            return -Perfect.predict(self, archs)
+    sampler.predictor_factory = Neg
+    study.optimize(_objective, n_trials=3)
+    keys = [TINY.key(TINY.from_choices(t.params)) for t in study.trials]
+    rest = sorted((k for k in TINY_VALUES if k != keys[0]), key=lambda k: TINY_VALUES[k])
+    assert keys[1:] == rest[:2]                             # smallest values first
+
+
+def test_run_optuna_search_resumes_to_the_uninterrupted_result(tmp_path):
+    kw = dict(space=TINY, budget=5, seed=2, study_name="s", n_startup_trials=2,
+              predictor_factory=forest_factory(TINY, n_estimators=5))
+    ref = run_optuna_search(oracle=TableOracle(), storage=f"sqlite:///{tmp_path / 'a.db'}", **kw)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_optuna_search(oracle=CrashAfter(TableOracle(), 3), storage=url, **kw)
+    oracle = TableOracle()
+    res = run_optuna_search(oracle=oracle, storage=url, **kw)
+    assert oracle.calls == 2                                # 3 answers came from the study
+    assert res.queries == [(k, v, 0.5) for k, v, _ in ref.queries]
+    study = optuna.load_study(study_name="s", storage=url)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert [q[2] for q in study_queries(study)] == [k for k, _, _ in ref.queries]
+
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from search.optuna_search import run_optuna_search
+    from test_search_fixtures import TableOracle, TinySpace
+
+    class Slow(TableOracle):
+        def evaluate(self, arch):
+            time.sleep(0.2)   # keep both workers busy at the same time
+            return super().evaluate(arch)
+
+    res = run_optuna_search(space=TinySpace(), oracle=Slow(), budget=3, seed=0,
+                            storage={url!r}, study_name="shared", worker=sys.argv[1])
+    print(",".join(k for k, _, _ in res.queries))
+""")
+
+
+def test_two_processes_sharing_one_sqlite_study_never_query_the_same_arch(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    # create tables and study once, so the two workers only load it
+    optuna.create_study(storage=url, study_name="shared", direction="maximize")
+    ClaimTable(url).dispose()
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), url=url))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), w], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for w in ("w0", "w1")]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    queried = [out.strip().split(",") for out, _ in outs]
+    assert all(len(q) == 3 for q in queried)                # each worker spent its share
+    assert not set(queried[0]) & set(queried[1])            # no arch queried twice
+    study = optuna.load_study(study_name="shared", storage=url)
+    done = study_queries(study)
+    assert sorted(k for _, _, k, _ in done) == sorted(queried[0] + queried[1])
+    claims = ClaimTable(url)
+    assert {k: w for k, w, _ in claims.claims("shared")} == \
+        {k: w for _, w, k, _ in done}                       # every evaluation was claimed first
+    claims.dispose()
+    # both workers start from the same seed, so they propose the same archs: the guard must
+    # have turned such proposals into FAIL trials marked duplicate_of
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert all("duplicate_of" in t.user_attrs for t in failed)
