@@ -21,7 +21,8 @@ batch statistics), as those implementations do. "Layers" are the Conv/Linear mod
 ========== ==============================================================================
 grad_norm  sum over layers of ||dL/dW||_2 (L = cross-entropy on the batch)
 snip       sum over layers of sum |W * dL/dW|
-grasp      sum over layers of sum (-W * Hg), g = dL/dW, H = Hessian of L (exact double backward)
+grasp      sum over layers of sum (-W * Hg), g = dL/dW, H = Hessian of L (exact double backward;
+           a float32 forward difference of gradients was tried and is wrong by far on NB201)
 fisher     sum over layer outputs a of sum_channels 0.5 * mean_batch (sum_spatial a * dL/da)^2
 plain      sum over layers of sum W * dL/dW
 synflow    log of sum over layers of sum |W * dR/dW|, R = sum of the output for an all-ones input
