@@ -183,7 +183,9 @@ def cmd_summarize(args) -> None:
     rows: dict[tuple[str, str, int], list[float]] = {}
     wall: dict[tuple[str, str], list[float]] = {}
     best = {}
-    for line in (Path(args.out) / "runs.jsonl").read_text().splitlines():
+    lines = [line for out in args.out for line in (Path(out) / "runs.jsonl").read_text()
+             .splitlines()]
+    for line in lines:
         r = json.loads(line)
         best[r["setting"]] = r["space_best"]
         wall.setdefault((r["method"], r["setting"]), []).append(r["wall_s"])
@@ -232,7 +234,7 @@ def main() -> None:
     p.add_argument("--checkpoint", default=None, help="pretrained predictor (it_pre)")
     p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("summarize")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", nargs="+", required=True, help="one or more run folders")
     args = ap.parse_args()
     {"pretrain": cmd_pretrain, "run": cmd_run, "summarize": cmd_summarize}[args.cmd](args)
 

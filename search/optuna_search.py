@@ -288,7 +288,7 @@ def run_optuna_search(
         if t.state == TrialState.COMPLETE and "key" in t.user_attrs:
             q = Query(t.user_attrs["key"], float(t.value), float(t.user_attrs["reported"]),
                       float(t.user_attrs["seconds"]))
-            bo._replay.setdefault(q.key, q)
+            bo.preload(q)
             if bo.remaining > 0:
                 bo.query_full(space.from_choices(t.params))
     # 2) finish this worker's interrupted trials, in order

@@ -175,6 +175,11 @@ class BudgetedOracle:
             self._replay = {q.key: q for q in self.record.queries}
         self.replayed = 0
 
+    def preload(self, q: Query) -> None:
+        """Make ``q`` a known answer to replay (e.g. a trial found in an Optuna study); the
+        record's own answers take precedence."""
+        self._replay.setdefault(q.key, q)
+
     @property
     def used(self) -> int:
         return len(self.queries)
