@@ -5,8 +5,11 @@
     # speed (and the data-dependent proxies on the same cells)
     python benchmarks/bench_proxies.py speed --data ../shared/data --cells 20 --alone 5 \
         --out runs/zc_speed.jsonl
+    # rank correlations of every proxy but ntk on more cells
+    python benchmarks/bench_proxies.py quality --data ../shared/data --cells 60 --threads 1 \
+        --out runs/zc_quality.jsonl
     python benchmarks/bench_proxies.py report --data ../shared/data --agree runs/zc_agree.jsonl \
-        --speed runs/zc_speed.jsonl
+        --speed runs/zc_speed.jsonl --quality runs/zc_quality.jsonl
 
 Inputs of the data-dependent proxies: 64 Fashion-MNIST training images (the first 64 of a seeded
 permutation), 28x28 zero-padded to 32x32, the grey channel repeated 3 times, normalised with
@@ -140,6 +143,24 @@ def cmd_speed(args: argparse.Namespace) -> None:
             print(k, {n: round(t, 2) for n, t in rec["time"].items()}, flush=True)
 
 
+def cmd_quality(args: argparse.Namespace) -> None:
+    """Every proxy but ntk (the slowest) on more cells, for the rank correlations only."""
+    torch.set_num_threads(args.threads)
+    space = NB201Space()
+    rows = pick(read_nb201(args.data), args.cells, args.seed + 2)
+    x, y = fashion_batch(args.data, 64, args.seed)
+    names = [p for p in ALL if p != "ntk"]
+    done = _done(args.out)
+    with open(args.out, "a") as out:
+        for r in rows:
+            if r["arch_str"] in done:
+                continue
+            net = build(space, r["arch_str"], args.seed)
+            vals, notes = score_with_notes(net, (x, y), names, seed=args.seed)
+            out.write(json.dumps({"arch": r["arch_str"], "ours": vals, "notes": notes}) + "\n")
+            out.flush()
+
+
 def _done(path: Path) -> set[str]:
     if not path.exists():
         return set()
@@ -176,21 +197,27 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"- synflow Spearman with published zc_synflow: "
               f"{_rho(syn, [float(q['zc_synflow']) for q in p]):.4f} "
               f"(non-finite: {sum(not math.isfinite(v) for v in syn)})")
-    if args.speed and args.speed.exists():
-        recs = _load(args.speed)
-        p = [pub[r["arch"]] for r in recs]
-        acc = [float(q["cifar10_valid"]) for q in p]
-        print(f"\nproxies on {len(recs)} cells, Fashion-MNIST batch of 64 (all 15 in one call)")
-        print("| proxy | ours vs published | ours vs cifar10_valid | published vs cifar10_valid "
-              "(these cells) | non-finite |")
-        print("|---|---|---|---|---|")
+    scored = {}
+    for path in (args.speed, args.quality):
+        if path and path.exists():
+            scored.update({r["arch"]: r["ours"] for r in _load(path)})
+    if scored:
+        print(f"\nrank correlations, Fashion-MNIST batch of 64 (one call per cell)")
+        print("| proxy | cells | ours vs published | ours vs cifar10_valid | published vs "
+              "cifar10_valid (these cells) | non-finite |")
+        print("|---|---|---|---|---|---|")
         for name in ALL:
-            ours = [r["ours"][name] for r in recs]
+            archs = [a for a, v in scored.items() if name in v]
+            p = [pub[a] for a in archs]
+            acc = [float(q["cifar10_valid"]) for q in p]
+            ours = [scored[a][name] for a in archs]
             col = PUBLISHED.get(name)
             pv = [float(q[col]) for q in p] if col else None
             nonfin = sum(not math.isfinite(v) for v in ours)
-            print(f"| {name} | {_rho(ours, pv) if pv else math.nan:.3f} | {_rho(ours, acc):.3f} | "
+            print(f"| {name} | {len(archs)} | {_rho(ours, pv) if pv else math.nan:.3f} | {_rho(ours, acc):.3f} | "
                   f"{_rho(pv, acc) if pv else math.nan:.3f} | {nonfin} |")
+    if args.speed and args.speed.exists():
+        recs = _load(args.speed)
         print("\nmedian seconds per network (2 torch threads)")
         print("| what | cells | median s | median / floor (same cells) |")
         print("|---|---|---|---|")
@@ -200,11 +227,21 @@ def cmd_report(args: argparse.Namespace) -> None:
             if ts:
                 print(f"| {key} | {len(ts)} | {statistics.median(t for t, _ in ts):.2f} | "
                       f"{statistics.median(t / f for t, f in ts):.2f} |")
+        both = [r for r in recs if all(p in r["time"] for p in ALL)]
+        if both:
+            one_by_one = [sum(r["time"][p] for p in CLASSIC) for r in both]
+            print(f"| classic six one by one (sum of alone) | {len(both)} | "
+                  f"{statistics.median(one_by_one):.2f} | |")
+            print(f"| all 15 one by one (sum of alone) | {len(both)} | "
+                  f"{statistics.median(sum(r['time'][p] for p in ALL) for r in both):.2f} | |")
+            slowest = [max(r["time"][p] for p in ALL) for r in both]
+            print(f"\nall15 / slowest alone, median over cells: "
+                  f"{statistics.median(r['time']['all15'] / s for r, s in zip(both, slowest)):.2f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["agree", "speed", "report"])
+    ap.add_argument("cmd", choices=["agree", "speed", "quality", "report"])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--cells", type=int, default=20)
     ap.add_argument("--alone", type=int, default=5, help="cells on which each proxy runs alone")
@@ -213,8 +250,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--agree", type=Path)
     ap.add_argument("--speed", type=Path)
+    ap.add_argument("--quality", type=Path)
     args = ap.parse_args()
-    {"agree": cmd_agree, "speed": cmd_speed, "report": cmd_report}[args.cmd](args)
+    {"agree": cmd_agree, "speed": cmd_speed, "quality": cmd_quality,
+     "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -146,4 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NasrankError as err:  # one line for the user, not a traceback
+        raise SystemExit(f"error: {err}") from None
