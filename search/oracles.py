@@ -13,6 +13,7 @@ carries on from where the record ends.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -131,8 +132,10 @@ class TrainingOracle:
         ckpt = None
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            safe = "".join(c if c.isalnum() else "_" for c in self.space.key(arch))
-            ckpt = self.checkpoint_dir / f"{safe}.pt"
+            # Named by the architecture as given, not its canonical key: two cells with one key
+            # can differ in dead (unreachable) ops and so in parameter shapes.
+            digest = hashlib.sha1(self.space.format(arch).encode()).hexdigest()[:16]
+            ckpt = self.checkpoint_dir / f"{self.space.name}-{digest}.pt"
         t0 = time.perf_counter()
         res = train_standalone((self.space, arch), self.data, epochs=self.epochs,
                                batch_size=self.batch_size, lr=self.lr, device=self.device,
