@@ -478,3 +478,31 @@ def search_command(*, out: str | None, benchmark: str, data: str | None, metric:
                         res.best_arch]]))
     _say(f"record: {record}; queries: {outp / 'queries.csv'}")
     return res.to_dict()
+
+
+def proxies_command(*, out: str | None, space: str, dataset: str, data_root: str | None,
+                    num_archs: int, proxies: Sequence[str], batch_size: int,
+                    shard: tuple[int, int], seed: int, device: str,
+                    image_size: int | None = None) -> None:
+    """``nasrank proxies``: zero-cost proxies of ``num_archs`` seeded random architectures on one
+    real batch of ``dataset`` -> ``out/proxies.csv`` (or ``proxies-<i>of<n>.csv`` per shard)."""
+    from supernet.proxies import available_proxies
+    from supernet.scoring import score_space
+    from supernet.train import epoch_order, get_batch
+
+    if not proxies:
+        raise NasrankError(f"--proxies is empty; choose from {available_proxies()}")
+    unknown = [p for p in proxies if p not in available_proxies()]
+    if unknown:
+        raise NasrankError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()}")
+    sp = get_space(space)
+    data = load_data(dataset, data_root, seed=seed, image_size=image_size)
+    idx = epoch_order(len(data.train), seed, 0)[:batch_size]
+    batch = get_batch(data.train, idx, "cpu")
+    archs = sample_unique(sp, num_archs, np.random.default_rng(seed))
+    outp = Path(out or "runs/proxies")
+    name = "proxies.csv" if shard == (0, 1) else f"proxies-{shard[0]}of{shard[1]}.csv"
+    table = score_space(sp, archs, batch, proxies, outp / name, device=device, seed=seed,
+                        shard=shard, num_classes=data.num_classes,
+                        input_shape=data.input_shape)
+    _say(f"{len(table)} rows in {outp / name} (columns {', '.join(table.names)})")
