@@ -44,6 +44,7 @@ class GraphCache:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
         self._graphs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._key_of: dict[Any, str] = {}  # arch value or string -> canonical key (memo)
 
     def as_arch(self, arch: Any) -> Any:
         return self.space.parse(arch) if isinstance(arch, str) else arch
@@ -52,10 +53,13 @@ class GraphCache:
         """Canonical keys of ``archs`` (strings are parsed first); converts unseen ones."""
         out = []
         for arch in archs:
-            a = self.as_arch(arch)
-            k = self.space.key(a)
-            if k not in self._graphs:
-                self._graphs[k] = self._convert(a, k)
+            k = self._key_of.get(arch)
+            if k is None:
+                a = self.as_arch(arch)
+                k = self.space.key(a)
+                if k not in self._graphs:
+                    self._graphs[k] = self._convert(a, k)
+                self._key_of[arch] = k
             out.append(k)
         return out
 
