@@ -210,7 +210,7 @@ def build_parser() -> _Parser:
     p.add_argument("--pretrain-epochs", type=_positive_int, default=60)
     p.add_argument("--budget", type=_positive_int, default=12, help="real trainings for the search")
     p.add_argument("--rounds", type=_positive_int, default=3)
-    p.add_argument("--epochs", type=_positive_int, default=4, help="epochs of each real training")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="epochs of each real training")
     p.add_argument("--channels", type=_positive_int, default=8, help="NB201 C (paper: 16)")
     p.add_argument("--cells", type=_positive_int, default=1, help="NB201 cells per stage (paper: 5)")
     p.add_argument("--image-size", type=_positive_int, default=16)
