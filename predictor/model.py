@@ -244,8 +244,8 @@ class RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
         architectures is one ranked list. After ``pretrain`` the ranking head starts as a ridge
-        read-out of the pretrained multi-task head (see ``_linear_probe_init``). A ``valid_fraction`` split (at least 2 archs, none when
-        0) drives early stopping (``patience`` epochs) on the same loss, and the best weights
+        read-out of the pretrained multi-task head (see ``_linear_probe_init``). A ``valid_fraction`` split (at least 2 archs; none when
+        0 or with fewer than 6 archs) drives early stopping (``patience`` epochs) on the same loss, and the best weights
         are kept. Always restarts from the pretrained (or seeded initial) weights."""
         loss_fn = get_loss(loss)
         epochs = _check_positive_int("epochs", epochs)
@@ -275,8 +275,9 @@ class RankingPredictor:
         gen = torch.Generator().manual_seed(self.seed * 1000 + 2)
         perm = torch.randperm(len(keys), generator=gen)
         n_valid = int(round(vf * len(keys)))
-        if vf > 0:
-            n_valid = max(2, n_valid)
+        if vf > 0 and n_valid < 2:
+            # a 1-item validation list has no pairs; below 6 archs keep them all for training
+            n_valid = 2 if len(keys) >= 6 else 0
         if len(keys) - n_valid < 2:
             raise NasrankError(
                 f"fit on {len(keys)} architectures with valid_fraction={valid_fraction} leaves "

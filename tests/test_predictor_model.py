@@ -151,3 +151,11 @@ def test_pretraining_and_ranking_learn_real_nb201_labels(nb201_bench):
     acc = table.column("cifar10_valid")
     p.fit(archs[:60], acc[:60], epochs=30, valid_fraction=0.0)
     assert kendall_tau(acc[300:], p.predict(archs[300:])) > 0.4
+
+
+def test_fit_on_a_tiny_set_trains_without_a_validation_split(space, cells):
+    y = params_label(space, cells[:3])
+    p = RankingPredictor(space, seed=0, **SMALL).fit(cells[:3], y, epochs=2)
+    assert np.all(np.isfinite(p.predict(cells[:3])))
+    with pytest.raises(NasrankError, match="at least 2 architectures to rank, got 1"):
+        p.fit(cells[:1], y[:1])
