@@ -5,7 +5,7 @@
     # speed (and the data-dependent proxies on the same cells)
     python benchmarks/bench_proxies.py speed --data ../shared/data --cells 20 --alone 5 \
         --out runs/zc_speed.jsonl
-    # rank correlations of every proxy but ntk on more cells
+    # rank correlations of every proxy but ntk and grasp on more cells
     python benchmarks/bench_proxies.py quality --data ../shared/data --cells 60 --threads 1 \
         --out runs/zc_quality.jsonl
     python benchmarks/bench_proxies.py report --data ../shared/data --agree runs/zc_agree.jsonl \
@@ -130,6 +130,13 @@ def cmd_speed(args: argparse.Namespace) -> None:
             res: dict = {}
             rec["time"]["classic6"] = timed(
                 lambda: res.update(classic=score_with_notes(net, (x, y), CLASSIC, seed=args.seed)))
+            if args.classic_only:  # floor and the classic six only: cheap enough for 20 cells
+                rec["time"]["floor_again"] = timed(floor)
+                rec["ours"], rec["notes"] = res["classic"]
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+                print(k, {n: round(t, 2) for n, t in rec["time"].items()}, flush=True)
+                continue
             rec["time"]["all15"] = timed(
                 lambda: res.update(all=score_with_notes(net, (x, y), ALL, seed=args.seed)))
             rec["time"]["floor_again"] = timed(floor)
@@ -144,12 +151,12 @@ def cmd_speed(args: argparse.Namespace) -> None:
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    """Every proxy but ntk (the slowest) on more cells, for the rank correlations only."""
+    """Every proxy but ntk and grasp (the two slowest) on more cells, for rank correlations."""
     torch.set_num_threads(args.threads)
     space = NB201Space()
     rows = pick(read_nb201(args.data), args.cells, args.seed + 2)
     x, y = fashion_batch(args.data, 64, args.seed)
-    names = [p for p in ALL if p != "ntk"]
+    names = [p for p in ALL if p not in ("ntk", "grasp")]
     done = _done(args.out)
     with open(args.out, "a") as out:
         for r in rows:
@@ -198,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"{_rho(syn, [float(q['zc_synflow']) for q in p]):.4f} "
               f"(non-finite: {sum(not math.isfinite(v) for v in syn)})")
     scored = {}
-    for path in (args.speed, args.quality):
+    for path in (args.classic, args.speed, args.quality):
         if path and path.exists():
             scored.update({r["arch"]: r["ours"] for r in _load(path)})
     if scored:
@@ -216,9 +223,11 @@ def cmd_report(args: argparse.Namespace) -> None:
             nonfin = sum(not math.isfinite(v) for v in ours)
             print(f"| {name} | {len(archs)} | {_rho(ours, pv) if pv else math.nan:.3f} | {_rho(ours, acc):.3f} | "
                   f"{_rho(pv, acc) if pv else math.nan:.3f} | {nonfin} |")
-    if args.speed and args.speed.exists():
-        recs = _load(args.speed)
-        print("\nmedian seconds per network (2 torch threads)")
+    for path in (args.classic, args.speed):
+        if not (path and path.exists()):
+            continue
+        recs = _load(path)
+        print(f"\n{path.name}: median seconds per network (2 torch threads)")
         print("| what | cells | median s | median / floor (same cells) |")
         print("|---|---|---|---|")
         keys = ["floor", "floor_again", "classic6", "all15", *ALL]
@@ -246,11 +255,14 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=20)
     ap.add_argument("--alone", type=int, default=5, help="cells on which each proxy runs alone")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--classic-only", action="store_true",
+                    help="speed: time only the floor and the classic six together")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--agree", type=Path)
     ap.add_argument("--speed", type=Path)
     ap.add_argument("--quality", type=Path)
+    ap.add_argument("--classic", type=Path, help="output of speed --classic-only")
     args = ap.parse_args()
     {"agree": cmd_agree, "speed": cmd_speed, "quality": cmd_quality,
      "report": cmd_report}[args.cmd](args)
