@@ -203,7 +203,10 @@ def run_pipeline(
     _say(f"[4/5] iterative sampling: {budget} real trainings of {epochs} epochs in {rounds} rounds")
     factory = ranking_predictor_factory(space, checkpoint=ckpt, device=device,
                                         fit_kwargs={"epochs": finetune_epochs,
-                                                                    "valid_fraction": 0.0})
+                                                                    "valid_fraction": 0.0,
+                                                                    # 5e-3 erases the pretrained
+                                                                    # ranking (BENCHMARKS.md)
+                                                                    "lr": 1e-3})
     found = iterative_sampling(space=space, oracle=TrainingOracle(space, data, **train_kw),
                                budget=budget, seed=seed, predictor_factory=factory,
                                rounds=rounds, record=outp / "search.jsonl")
@@ -458,8 +461,11 @@ def search_command(*, out: str | None, benchmark: str, data: str | None, metric:
     outp.mkdir(parents=True, exist_ok=True)
     record = outp / "record.jsonl"
     common = dict(space=sp, oracle=oracle, budget=budget, seed=seed, record=record)
+    fit_kw: dict[str, Any] = {"epochs": 100}
+    if checkpoint:
+        fit_kw["lr"] = 1e-3  # fine-tuning a pretrained predictor: 5e-3 erases its ranking
     factory = ranking_predictor_factory(sp, checkpoint=checkpoint, device=device,
-                                        fit_kwargs={"epochs": 100})
+                                        fit_kwargs=fit_kw)
     if method == "iterative":
         res = iterative_sampling(predictor_factory=factory, **common)
     elif method == "re":
