@@ -195,6 +195,8 @@ def build_parser() -> _Parser:
                    choices=["iterative", "re", "surrogate-re", "random", "greedy", "optuna"])
     p.add_argument("--budget", type=_positive_int, default=50)
     p.add_argument("--proxy", default="zc_jacov", help="column for --method greedy")
+    p.add_argument("--checkpoint", default=None,
+                   help="pretrained predictor (nasrank pretrain) for the predictor methods")
     p.set_defaults(handler="search")
 
     p = add("run", "The whole pipeline: supernet -> weak labels -> predictor -> search -> report.",
@@ -353,7 +355,8 @@ def _register_pipeline_handlers() -> None:
             device=dev(a))),
         "search": lambda a: pipeline.search_command(
             out=a.out, benchmark=a.benchmark, data=a.data, metric=a.metric, report=a.report,
-            method=a.method, budget=a.budget, proxy=a.proxy, seed=a.seed, device=dev(a)),
+            method=a.method, budget=a.budget, proxy=a.proxy, seed=a.seed, device=dev(a),
+            checkpoint=a.checkpoint),
         "run": lambda a: pipeline.run_pipeline(
             out=a.out or "runs/nasrank-run", dataset=a.dataset, data_root=a.data_root,
             seed=a.seed, device=dev(a), supernet_epochs=a.supernet_epochs, sampler=a.sampler,
