@@ -12,7 +12,7 @@ distinct functions (the cells that NAS-Bench-Suite-Zero scored).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +182,28 @@ class ResidualReduction(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
+def add_macro_skeleton(
+    net: nn.Module, make_cell: Callable[[int], nn.Module], *, num_classes: int, C: int, N: int,
+    in_channels: int,
+) -> list[nn.Module]:
+    """Give ``net`` the NB201 stem, last activation, pooling and classifier, and return the
+    body: 3 stages of N cells (``make_cell(width)``, widths C, 2C, 4C) joined by residual
+    reduction blocks. Shared by the stand-alone network and the weight-sharing supernet, so the
+    two keep identical parameter names and shapes."""
+    net.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+    layers: list[nn.Module] = []
+    width = C
+    for stage in range(3):
+        if stage > 0:
+            layers.append(ResidualReduction(width, width * 2))
+            width *= 2
+        layers.extend(make_cell(width) for _ in range(N))
+    net.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
+    net.pool = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(width, num_classes)
+    return layers
+
+
 class NB201Network(nn.Module):
     """The NB201 macro skeleton: stem, 3 stages of N cells (widths C, 2C, 4C) joined by
     residual reduction blocks, BN+ReLU, global average pooling, linear classifier."""
@@ -192,20 +214,9 @@ class NB201Network(nn.Module):
     ) -> None:
         super().__init__()
         self.arch = arch
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C)
-        )
-        layers: list[nn.Module] = []
-        width = C
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResidualReduction(width, width * 2))
-                width *= 2
-            layers.extend(NB201Cell(arch, width) for _ in range(N))
-        self.cells = nn.Sequential(*layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(width, num_classes)
+        self.cells = nn.Sequential(*add_macro_skeleton(
+            self, lambda width: NB201Cell(arch, width), num_classes=num_classes, C=C, N=N,
+            in_channels=in_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.lastact(self.cells(self.stem(x)))

@@ -23,7 +23,7 @@ from spaces.nb201 import (
     NB201Arch,
     NB201Network,
     NB201Space,
-    ResidualReduction,
+    add_macro_skeleton,
     make_op,
 )
 
@@ -74,20 +74,8 @@ class NB201Supernet(Supernet):
                 raise InvalidArchitectureError(f"NB201Supernet {name} must be >= 1, got {v!r}")
         self.space = NB201Space()
         self.num_classes, self.C, self.N, self.in_channels = num_classes, C, N, in_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C)
-        )
-        layers: list[nn.Module] = []
-        width = C
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResidualReduction(width, width * 2))
-                width *= 2
-            layers.extend(SuperCell(width) for _ in range(N))
-        self.cells = nn.ModuleList(layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(width, num_classes)
+        self.cells = nn.ModuleList(add_macro_skeleton(
+            self, SuperCell, num_classes=num_classes, C=C, N=N, in_channels=in_channels))
 
     # -- interface
     def config(self) -> dict[str, Any]:
