@@ -6,7 +6,9 @@ official string lists, for node j = 1..3, its input edges from nodes 0..j-1:
 
 Canonical key: an operation on an edge that lies on no input->output path of non-``none`` edges
 cannot affect the output, so it is replaced by ``none``. This maps the 15,625 cells onto 9,445
-distinct functions (the cells that NAS-Bench-Suite-Zero scored).
+distinct functions (the cells that NAS-Bench-Suite-Zero scored). Strictly, a conv on an edge out of
+a node that receives nothing still adds its BatchNorm's beta, a constant; like NB201 and
+NAS-Bench-Suite-Zero we count such cells as the same function.
 """
 
 from __future__ import annotations
