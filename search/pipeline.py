@@ -250,7 +250,8 @@ def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
         f.write(",".join(["method", "order", "key", "valid_acc", "test_acc", "seconds",
                           "predicted", *weak_names]) + "\n")
         for method, order, key, v, r, s in rows:
-            weak = [repr(table.row(key)[n]) if key in table else "" for n in weak_names]
+            row = table.row(key) if key in table else {}
+            weak = [repr(row[n]) if row else "" for n in weak_names]
             f.write(",".join([method, str(order), key, repr(v), repr(r), f"{s:.3f}",
                               repr(float(pred_of[key])), *weak]) + "\n")
 
@@ -368,11 +369,12 @@ def finetune_command(*, out: str | None, labels: str | None, benchmark: str | No
             raise NasrankError("finetune --benchmark needs --data PATH to the benchmark file")
         bench = load_benchmark(benchmark, data)
         sp, col = bench.space, bench.table.column(metric)
-        keys = [k for k, v in zip(bench.table.keys, col) if np.isfinite(v)
-                and bench.space.key(bench.archs[k]) == k] or \
-               [k for k, v in zip(bench.table.keys, col) if np.isfinite(v)]
-        archs_all = [bench.archs[k] for k in keys]
-        y_all = np.array([bench.value(a, metric) for a in archs_all])
+        rows = [i for i, v in enumerate(col) if np.isfinite(v)]
+        canonical = [i for i in rows
+                     if bench.space.key(bench.archs[bench.table.keys[i]]) == bench.table.keys[i]]
+        rows = canonical or rows  # one row per distinct function where the space can tell
+        archs_all = [bench.archs[bench.table.keys[i]] for i in rows]
+        y_all = col[rows]
     elif labels:
         sp = get_space(space)
         table = LabelTable.read_csv(labels, space=sp.name)

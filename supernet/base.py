@@ -116,7 +116,24 @@ def unwrap(model: nn.Module) -> Supernet:
 
 
 # ----------------------------------------------------------------------------- samplers
-class ArchSampler(ABC):
+class _Checkpointable:
+    """Config and (empty) state recorded in trainer checkpoints; samplers and step strategies
+    with state override ``state_dict``/``load_state_dict``."""
+
+    def config(self) -> dict[str, Any]:
+        """What a checkpoint records about this object (compared on resume)."""
+        return {"name": type(self).__name__}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State beyond the trainer's rng (e.g. a learned distribution); empty by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise NasrankError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
+
+
+class ArchSampler(_Checkpointable, ABC):
     """Chooses the architectures of one training step.
 
     ``sample(rng)`` returns the step's architectures; the trainer runs each of them on the same
@@ -132,17 +149,6 @@ class ArchSampler(ABC):
     def sample(self, rng: np.random.Generator) -> list[Arch]:
         """The architectures of one training step (at least one)."""
 
-    def config(self) -> dict[str, Any]:
-        """What a checkpoint records about this sampler (compared on resume)."""
-        return {"name": type(self).__name__}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Sampler state beyond ``rng`` (e.g. a learned distribution); empty by default."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            raise NasrankError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
 
 
 class UniformSampler(ArchSampler):
@@ -191,7 +197,7 @@ class StrictFairSampler(ArchSampler):
 
 
 # ----------------------------------------------------------------------------- strategies
-class StepStrategy:
+class StepStrategy(_Checkpointable):
     """The loss of each path visited in one training step (default: cross-entropy).
 
     The trainer calls ``begin_step(model, x, y, archs)`` once per batch, then for each
@@ -215,13 +221,4 @@ class StepStrategy:
     ) -> torch.Tensor:
         return self.criterion(model(x, arch), y)
 
-    def config(self) -> dict[str, Any]:
-        return {"name": type(self).__name__}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            raise NasrankError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
 
