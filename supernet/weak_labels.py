@@ -135,9 +135,10 @@ def _proxy_scores(
     device: torch.device, seed: int,
 ) -> dict[str, float]:
     """Proxies of a freshly initialised (seeded) copy of ``arch``'s path; the supernet's own
-    weights are never touched."""
-    net = supernet.subnet(arch)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    weights are never touched. The copy is re-initialised on the CPU, so that a seed gives the
+    same initial weights on every device (CUDA draws from another generator)."""
+    net = supernet.subnet(arch).cpu()
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for m in net.modules():
             if hasattr(m, "reset_parameters"):
