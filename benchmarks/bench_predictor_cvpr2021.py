@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--ft-lr", type=float, default=1e-3)
     ap.add_argument("--losses", nargs="+", default=["lambdarank", "margin"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
+    ap.add_argument("--pretrain-only", action="store_true",
+                    help="stop after writing the pretrained checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -51,16 +54,18 @@ def main() -> None:
         weak = {"supernet_acc_run1": table.column("supernet_acc_run1"),
                 "supernet_acc_run2": table.column("supernet_acc_run2"),
                 "flops": cost[:, 0], "params": cost[:, 1]}
-        pre = RankingPredictor(space, seed=0)
+        pre = RankingPredictor(space, device=args.device, seed=0)
         hist = pre.pretrain(archs, weak, epochs=args.pre_epochs, batch_size=args.pre_batch,
                             progress=True)
         pre.save(ckpt)
         secs = time.time() - t0
         (work / "pretrain_log.json").write_text(json.dumps(
             {"seconds": secs, "epochs": args.pre_epochs, "batch_size": args.pre_batch,
-             "n": len(archs), "loss": hist["loss"]}))
+             "n": len(archs), "device": args.device, "loss": hist["loss"]}))
         print(f"pretrained on {len(archs)} archs x {args.pre_epochs} epochs in {secs:.0f}s", flush=True)
-    pre = RankingPredictor.load(ckpt, space=space)
+    if args.pretrain_only:
+        return
+    pre = RankingPredictor.load(ckpt, space=space, device=args.device)
 
     labelled = bench.labelled("gt_acc")
     gt = np.array([table.column("gt_acc")[table.index(k)] for k in labelled])

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
 
     ckpt = work / "pretrained_nb201.pt"
     if any(m.startswith("pre_") for m in args.methods) and not ckpt.exists():
-        pre = RankingPredictor(bench.space, seed=0)
+        pre = RankingPredictor(bench.space, device=args.device, seed=0)
         t0 = time.time()
         hist = pre.pretrain(archs, weak_labels(bench.table), epochs=args.pre_epochs,
                             batch_size=args.pre_batch, progress=True)
@@ -104,9 +104,12 @@ def run(args: argparse.Namespace) -> None:
         pre.save(ckpt)
         (work / "pretrain_log.json").write_text(json.dumps(
             {"seconds": secs, "epochs": args.pre_epochs, "batch_size": args.pre_batch,
-             "n": len(archs), "labels": pre.label_names, "loss": hist["loss"]}))
+             "n": len(archs), "device": args.device, "labels": pre.label_names, "loss": hist["loss"]}))
         print(f"pretrained {len(archs)} cells x {args.pre_epochs} epochs in {secs:.0f}s", flush=True)
-    pretrained = RankingPredictor.load(ckpt, space=bench.space) if ckpt.exists() else None
+    if args.pretrain_only:
+        return
+    pretrained = (RankingPredictor.load(ckpt, space=bench.space, device=args.device)
+                  if ckpt.exists() else None)
 
     for target in args.targets:
         y_all = bench.table.column(target)
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
                             p = copy.deepcopy(pretrained)
                             p.seed = seed  # split / batch order of the fine-tuning run
                         else:
-                            p = RankingPredictor(bench.space, seed=seed)
+                            p = RankingPredictor(bench.space, device=args.device, seed=seed)
                         loss = {"mse": "mse", "lambdarank": "lambdarank", "pre_lr": "lambdarank",
                                 "pre_margin": "margin"}[method]
                         lr = args.ft_lr_pretrained if method.startswith("pre_") else args.ft_lr
@@ -158,8 +161,8 @@ def throughput(args: argparse.Namespace) -> None:
     all_archs = [bench.archs[k] for k in bench.table.keys]
     rng = np.random.default_rng(0)
     sample = [all_archs[i] for i in rng.integers(0, len(all_archs), 100_000)]
-    p = RankingPredictor(bench.space, seed=0)
-    res = {"load_avg_before": os.getloadavg()[0], "threads": args.threads}
+    p = RankingPredictor(bench.space, device=args.device, seed=0)
+    res = {"load_avg_before": os.getloadavg()[0], "threads": args.threads, "device": args.device}
     for run in ("cold", "warm1", "warm2"):
         t0 = time.perf_counter()
         p.predict(sample)
@@ -175,13 +178,14 @@ def throughput(args: argparse.Namespace) -> None:
     archs10k = [all_archs[i] for i in idx]
     labels = {n: bench.table.column(n)[idx] for n in LOW_FIDELITY}
     for bs in (20, 128):
-        q = RankingPredictor(bench.space, seed=0)
+        q = RankingPredictor(bench.space, device=args.device, seed=0)
         q.predict(archs10k)  # graph conversion outside the timed part
         t0 = time.perf_counter()
         q.pretrain(archs10k, labels, epochs=args.pre_epochs, batch_size=bs)
         res[f"pretrain_10k_batch{bs}_s_per_epoch"] = (time.perf_counter() - t0) / args.pre_epochs
     res["load_avg_after"] = os.getloadavg()[0]
     print(json.dumps(res, indent=1))
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     (Path(args.work) / "throughput.json").write_text(json.dumps(res, indent=1))
 
 
@@ -217,6 +221,9 @@ def main() -> None:
     ap.add_argument("--pre-epochs", type=int, default=300)
     ap.add_argument("--pre-batch", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
+    ap.add_argument("--pretrain-only", action="store_true",
+                    help="stop after writing the pretrained checkpoint")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--throughput", action="store_true")
     args = ap.parse_args()
