@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from predictor import RankingPredictor, kendall_tau
+from predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau
 from spaces.cvpr2021 import load_cvpr2021_csv
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--pre-epochs", type=int, default=300)
     ap.add_argument("--pre-batch", type=int, default=20)
     ap.add_argument("--ft-epochs", type=int, default=300)
-    ap.add_argument("--ft-lr", type=float, default=1e-3)
+    ap.add_argument("--ft-lr", type=float, default=PRETRAINED_FINETUNE_LR)
     ap.add_argument("--losses", nargs="+", default=["lambdarank", "margin"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")

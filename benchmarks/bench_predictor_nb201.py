@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from predictor import RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
+from predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
 from spaces.benchmarks import canonical_subset, load_nb201
 from spaces.nb201 import OPS
 
@@ -216,8 +216,8 @@ def main() -> None:
     ap.add_argument("--ft-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=50)
     ap.add_argument("--ft-lr", type=float, default=5e-3, help="fine-tuning lr from scratch")
-    ap.add_argument("--ft-lr-pretrained", type=float, default=1e-3,
-                    help="fine-tuning lr after pretraining (5e-3 erased the pretrained ranking)")
+    ap.add_argument("--ft-lr-pretrained", type=float, default=PRETRAINED_FINETUNE_LR,
+                    help="fine-tuning lr after pretraining (larger steps undo the pretrained read-out)")
     ap.add_argument("--pre-epochs", type=int, default=300)
     ap.add_argument("--pre-batch", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)

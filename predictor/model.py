@@ -28,6 +28,11 @@ from .losses import LOSS_NAMES, acenas_relevance, get_loss, mse_loss
 
 CHECKPOINT_FORMAT = "nasrank-predictor-v1"
 
+# Learning rate for fine-tuning a *pretrained* predictor. ``fit`` starts it from the ridge
+# read-out of the pretrained head; larger steps undo that read-out (NB201, N = 100, BENCHMARKS.md:
+# LambdaRank at 3e-5 keeps Kendall tau >= 0.80, at 1e-3 it fell to ~0.71-0.74).
+PRETRAINED_FINETUNE_LR = 3e-5
+
 
 def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -237,22 +242,29 @@ class RankingPredictor:
 
     def fit(
         self, archs: Sequence[Any], y: Sequence[float], *, loss: str = "lambdarank",
-        epochs: int = 300, batch_size: int = 20, lr: float = 5e-3, weight_decay: float = 5e-4,
-        valid_fraction: float = 0.1, patience: int = 50, margin: float | str = 0.1,
-        progress: bool = False,
+        epochs: int = 300, batch_size: int = 20, lr: float | None = None,
+        weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50, margin: float | str = 0.1,
+        probe_alpha: float = 10.0, progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
         architectures is one ranked list. After ``pretrain`` the ranking head starts as a ridge
-        read-out of the pretrained multi-task head (see ``_linear_probe_init``). A ``valid_fraction`` split (at least 2 archs; none when
-        0 or with fewer than 6 archs) drives early stopping (``patience`` epochs) on the same loss, and the best weights
-        are kept. Always restarts from the pretrained (or seeded initial) weights."""
+        read-out (penalty ``probe_alpha``) of the pretrained multi-task head's hidden layer (see
+        ``_linear_probe_init``); ``epochs`` of fine-tuning then go on from there. A
+        ``valid_fraction`` split (at least 2 archs; none when 0 or with fewer than 6 archs)
+        drives early stopping (``patience`` epochs) on the same loss, and the best weights
+        (the starting weights included) are kept. Always restarts from the pretrained (or
+        seeded initial) weights. ``lr=None``: 5e-3 from scratch (AceNAS), after ``pretrain``
+        :data:`PRETRAINED_FINETUNE_LR`."""
         loss_fn = get_loss(loss)
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
         patience = _check_positive_int("patience", patience)
+        if lr is None:
+            lr = PRETRAINED_FINETUNE_LR if self.pretrained else 5e-3
         lr, weight_decay = _check_nonneg_float("lr", lr), _check_nonneg_float("weight_decay", weight_decay)
         vf = _check_nonneg_float("valid_fraction", valid_fraction)
+        probe_alpha = _check_nonneg_float("probe_alpha", probe_alpha)
         if vf >= 1:
             raise NasrankError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
         keys = self._keys(archs, "fit")
@@ -287,13 +299,19 @@ class RankingPredictor:
 
         self.net.load_state_dict(self._start_state)
         if self.pretrained:
-            self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy())
+            self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy(),
+                                    probe_alpha)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(train_idx) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
         valid_gb = self._batch([keys[i] for i in valid_idx.tolist()]) if n_valid else None
         valid_t = target[valid_idx].to(self.device)
         best, best_state, since = math.inf, None, 0
+        if valid_gb is not None:  # the starting point (e.g. the ridge read-out) competes too
+            self.net.eval()
+            with torch.no_grad():
+                best = float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
+            best_state = copy.deepcopy(self.net.state_dict())
         for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
             self.net.train()
             order = train_idx[torch.randperm(len(train_idx), generator=gen)]
@@ -326,23 +344,24 @@ class RankingPredictor:
         return self
 
     @torch.no_grad()
-    def _linear_probe_init(self, keys: list[str], target: np.ndarray, alpha: float = 1.0) -> None:
-        """Start the ranking head as the pretrained multi-task head followed by a ridge
-        regression (sklearn) of the fit targets on its outputs, so fine-tuning starts from the
-        best linear read-out of the weak labels instead of a random head (linear probing before
-        fine-tuning, Kumar et al., ICLR 2022). Exact: two stacked linear maps are one."""
+    def _linear_probe_init(self, keys: list[str], target: np.ndarray, alpha: float) -> None:
+        """Start the ranking head as the pretrained multi-task head's hidden layer followed by a
+        ridge regression (sklearn) of the fit targets on its activations, so fine-tuning starts
+        from the best linear read-out of what pretraining learnt instead of a random head
+        (linear probing before fine-tuning, Kumar et al., ICLR 2022). Exact: the ranking head
+        is Linear -> ReLU -> Linear, and its first layer is a copy of the multi-task head's."""
         from sklearn.linear_model import Ridge
 
         self.net.eval()
         gb = self._batch(keys)
-        z = self.net.forward_aux(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
-        ridge = Ridge(alpha=alpha).fit(z.double().cpu().numpy(), target.astype(np.float64))
-        w = torch.tensor(ridge.coef_, dtype=torch.float32, device=self.device).reshape(1, -1)
-        aux_hidden, aux_out = self.net.aux_head[0], self.net.aux_head[2]
+        aux_hidden = self.net.aux_head[0]
+        feats = self.net.features(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
+        h = torch.relu(aux_hidden(feats))
+        ridge = Ridge(alpha=alpha).fit(h.double().cpu().numpy(), target.astype(np.float64))
         rank_hidden, rank_out = self.net.rank_head[0], self.net.rank_head[2]
         rank_hidden.load_state_dict(aux_hidden.state_dict())
-        rank_out.weight.copy_(w @ aux_out.weight)
-        rank_out.bias.copy_(w @ aux_out.bias + float(ridge.intercept_))
+        rank_out.weight.copy_(torch.tensor(ridge.coef_, dtype=torch.float32).reshape(1, -1))
+        rank_out.bias.fill_(float(ridge.intercept_))
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -440,4 +459,4 @@ class RankingPredictor:
         return p
 
 
-__all__ = ["RankingPredictor", "LOSS_NAMES"]
+__all__ = ["RankingPredictor", "LOSS_NAMES", "PRETRAINED_FINETUNE_LR"]

@@ -202,11 +202,9 @@ def run_pipeline(
     t = time.perf_counter()
     _say(f"[4/5] iterative sampling: {budget} real trainings of {epochs} epochs in {rounds} rounds")
     factory = ranking_predictor_factory(space, checkpoint=ckpt, device=device,
+                                        # fit's lr default after pretraining
                                         fit_kwargs={"epochs": finetune_epochs,
-                                                                    "valid_fraction": 0.0,
-                                                                    # 5e-3 erases the pretrained
-                                                                    # ranking (BENCHMARKS.md)
-                                                                    "lr": 1e-3})
+                                                    "valid_fraction": 0.0})
     found = iterative_sampling(space=space, oracle=TrainingOracle(space, data, **train_kw),
                                budget=budget, seed=seed, predictor_factory=factory,
                                rounds=rounds, record=outp / "search.jsonl")
@@ -463,9 +461,7 @@ def search_command(*, out: str | None, benchmark: str, data: str | None, metric:
     outp.mkdir(parents=True, exist_ok=True)
     record = outp / "record.jsonl"
     common = dict(space=sp, oracle=oracle, budget=budget, seed=seed, record=record)
-    fit_kw: dict[str, Any] = {"epochs": 100}
-    if checkpoint:
-        fit_kw["lr"] = 1e-3  # fine-tuning a pretrained predictor: 5e-3 erases its ranking
+    fit_kw: dict[str, Any] = {"epochs": 100}  # lr: fit's default, lower after pretraining
     factory = ranking_predictor_factory(sp, checkpoint=checkpoint, device=device,
                                         fit_kwargs=fit_kw)
     if method == "iterative":

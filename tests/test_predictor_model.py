@@ -159,3 +159,19 @@ def test_fit_on_a_tiny_set_trains_without_a_validation_split(space, cells):
     assert np.all(np.isfinite(p.predict(cells[:3])))
     with pytest.raises(NasrankError, match="at least 2 architectures to rank, got 1"):
         p.fit(cells[:1], y[:1])
+
+
+def test_probe_reads_out_a_label_the_pretrained_head_predicts(space, cells):
+    """Before any fine-tuning step (lr 0) the ranking head is the ridge read-out of the
+    pretrained head's hidden layer. A target that is exactly linear in that layer (one of the
+    head's own label predictions) is recovered on architectures the read-out never saw."""
+    p = RankingPredictor(space, seed=0, **SMALL)
+    conv3 = np.array([float(space.key(a).count("nor_conv_3x3")) for a in cells])
+    p.pretrain(cells, {"params": params_label(space, cells), "conv3": conv3}, epochs=5,
+               batch_size=16)
+    y = p.predict_labels(cells)["params"]
+    p.fit(cells[:40], y[:40], loss="mse", lr=0.0, epochs=1, valid_fraction=0.0,
+          probe_alpha=1e-9)
+    np.testing.assert_allclose(p.predict(cells[40:]), y[40:], rtol=1e-3, atol=1e-4)
+    with pytest.raises(NasrankError, match="probe_alpha"):
+        p.fit(cells[:40], y[:40], probe_alpha=-1.0)
