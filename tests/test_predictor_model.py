@@ -175,3 +175,15 @@ def test_probe_reads_out_a_label_the_pretrained_head_predicts(space, cells):
     np.testing.assert_allclose(p.predict(cells[40:]), y[40:], rtol=1e-3, atol=1e-4)
     with pytest.raises(NasrankError, match="probe_alpha"):
         p.fit(cells[:40], y[:40], probe_alpha=-1.0)
+
+
+def test_early_stopping_keeps_the_starting_read_out_when_training_only_hurts(space, cells):
+    """With a validation split, the starting weights (the ridge read-out) compete: a run whose
+    every epoch is worse on validation (a huge lr) ends where it started, i.e. with the same
+    predictions as a run that never moves (lr 0)."""
+    p = RankingPredictor(space, seed=0, **SMALL)
+    p.pretrain(cells, {"params": params_label(space, cells)}, epochs=5, batch_size=16)
+    y = params_label(space, cells)
+    start = p.fit(cells[:40], y[:40], loss="margin", lr=0.0, epochs=2).predict(cells)
+    wild = p.fit(cells[:40], y[:40], loss="margin", lr=1e3, epochs=3).predict(cells)
+    np.testing.assert_array_equal(wild, start)
