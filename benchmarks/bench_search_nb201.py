@@ -52,6 +52,9 @@ FIT = {"loss": "lambdarank", "epochs": 40, "batch_size": 100, "lr": 5e-3,
 # After pretraining, fit starts from the ridge read-out of the pretrained head; a small lr keeps
 # it (issue 3 benchmark: lr 3e-5 kept Kendall tau >= 0.80 where 1e-3 and 5e-3 lowered it).
 FIT_PRE = {**FIT, "lr": 3e-5}
+# it_pre_prior: the weak label (a head of the pretrained checkpoint) that picks round 1, per
+# selection metric: the 12-epoch validation accuracy of the same dataset.
+PRIOR_LABEL = {"cifar10_valid": "cifar10_valid_12ep", "cifar100_test": "cifar100_valid_12ep"}
 
 
 def weak_labels(bench):
@@ -133,6 +136,14 @@ def run_one(method, bench, oracle, budget, seed, args):
     if method == "it_scratch":
         return iterative_sampling(**common, predictor_factory=FACTORIES["scratch"], rounds=3,
                                   alpha=0.5)
+    if method == "it_pre_prior":  # round 1 = top by the pretrained head's 12-epoch accuracy
+        key = f"pre_prior_{oracle.metric}"
+        if key not in FACTORIES:
+            prior = PRIOR_LABEL[oracle.metric]
+            FACTORIES[key] = ranking_predictor_factory(space, checkpoint=args.checkpoint,
+                                                       fit_kwargs=FIT_PRE, prior_label=prior)
+        return iterative_sampling(**common, predictor_factory=FACTORIES[key], rounds=3,
+                                  alpha=0.5, first_round="predicted")
     if method == "it_pre":
         return iterative_sampling(**common, predictor_factory=FACTORIES["pre"], rounds=3,
                                   alpha=0.5,

@@ -151,12 +151,22 @@ class _KeyMemoSpace:
 def ranking_predictor_factory(
     space: SearchSpace, *, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
     predictor_kwargs: Mapping[str, Any] | None = None,
-    fit_kwargs: Mapping[str, Any] | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None, prior_label: str | None = None,
 ) -> SurrogateFactory:
     """``seed -> RankingPredictor`` adapter: from ``checkpoint`` (pretrained on weak labels; every
     ``fit`` restarts from it) or a fresh seeded one built with ``predictor_kwargs``. ``fit_kwargs``
-    (loss, epochs, lr...) are passed to every ``fit``."""
+    (loss, epochs, lr...) are passed to every ``fit``. ``prior_label``: before the first ``fit``,
+    score archs by the pretrained head's prediction of that weak label (e.g. a low-fidelity
+    accuracy), so that a first round can be chosen by the predictor before any real label."""
     from predictor import RankingPredictor  # imported here: search works without the predictor
+
+    if prior_label is not None:
+        if checkpoint is None:
+            raise NasrankError(f"prior_label={prior_label!r} needs a pretrained checkpoint")
+        names = RankingPredictor.load(checkpoint, space=space).label_names
+        if prior_label not in names:
+            raise NasrankError(f"prior_label {prior_label!r} is not a label of checkpoint "
+                               f"{os.fspath(checkpoint)!r}; its labels are {names}")
 
     fit_kw = dict(fit_kwargs or {})
     pred_kw = dict(predictor_kwargs or {})
@@ -177,12 +187,17 @@ def ranking_predictor_factory(
                 if "graphs" not in shared:
                     shared["graphs"] = GraphCache(_KeyMemoSpace(space))
                 self.model._graphs = shared["graphs"]
+            self.fitted = False
 
         def fit(self, archs: Sequence[Arch], y: Any, **kw: Any) -> Any:
+            self.fitted = True
             return self.model.fit(list(archs), np.asarray(y, dtype=np.float64),
                                   **{**fit_kw, **kw})
 
         def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+            if prior_label is not None and not self.fitted:
+                return np.asarray(self.model.predict_labels(list(archs))[prior_label],
+                                  dtype=np.float64)
             return np.asarray(self.model.predict(list(archs)), dtype=np.float64)
 
     def factory(seed: int) -> _Adapter:
@@ -192,6 +207,8 @@ def ranking_predictor_factory(
                       "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
                       "predictor_kwargs": {k: repr(v) for k, v in sorted(pred_kw.items())},
                       "fit_kwargs": {k: repr(v) for k, v in sorted(fit_kw.items())}}
+    if prior_label is not None:
+        factory.config["prior_label"] = prior_label  # type: ignore[attr-defined]
     return factory
 
 
