@@ -49,9 +49,9 @@ WEAK_COLUMNS = ["zc_epe_nas", "zc_fisher", "zc_flops", "zc_grad_norm", "zc_grasp
 PREDICTOR = {"hidden": 64, "num_layers": 3, "embedding_dim": 64, "head_hidden": 64}
 FIT = {"loss": "lambdarank", "epochs": 40, "batch_size": 100, "lr": 5e-3,
        "valid_fraction": 0.0, "patience": 40}
-# After pretraining, fit starts from the ridge read-out of the pretrained head; a small lr keeps
-# it (issue 3 benchmark: lr 3e-5 kept Kendall tau >= 0.80 where 1e-3 and 5e-3 lowered it).
-FIT_PRE = {**FIT, "lr": 3e-5}
+# After pretraining, fit starts from the ridge read-out of the pretrained head; its default lr
+# (predictor.PRETRAINED_FINETUNE_LR) is small enough to keep it, so no lr is given here.
+FIT_PRE = {k: v for k, v in FIT.items() if k != "lr"}
 # it_pre_prior: the weak label (a head of the pretrained checkpoint) that picks round 1, per
 # selection metric: the 12-epoch validation accuracy of the same dataset.
 PRIOR_LABEL = {"cifar10_valid": "cifar10_valid_12ep", "cifar100_test": "cifar100_valid_12ep"}

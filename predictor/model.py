@@ -243,8 +243,8 @@ class RankingPredictor:
     def fit(
         self, archs: Sequence[Any], y: Sequence[float], *, loss: str = "lambdarank",
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
-        weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50, margin: float | str = 0.1,
-        probe_alpha: float = 10.0, progress: bool = False,
+        weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
+        margin: float | str = 0.1, probe_alpha: float = 10.0, progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
@@ -306,12 +306,15 @@ class RankingPredictor:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
         valid_gb = self._batch([keys[i] for i in valid_idx.tolist()]) if n_valid else None
         valid_t = target[valid_idx].to(self.device)
-        best, best_state, since = math.inf, None, 0
-        if valid_gb is not None:  # the starting point (e.g. the ridge read-out) competes too
+
+        def valid_loss() -> float:
             self.net.eval()
             with torch.no_grad():
-                best = float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
-            best_state = copy.deepcopy(self.net.state_dict())
+                return float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
+
+        best, best_state, since = math.inf, None, 0
+        if valid_gb is not None:  # the starting point (e.g. the ridge read-out) competes too
+            best, best_state = valid_loss(), copy.deepcopy(self.net.state_dict())
         for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
             self.net.train()
             order = train_idx[torch.randperm(len(train_idx), generator=gen)]
@@ -328,9 +331,7 @@ class RankingPredictor:
                 sched.step()
             if valid_gb is None:
                 continue
-            self.net.eval()
-            with torch.no_grad():
-                v = float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
+            v = valid_loss()
             if v < best - 1e-9:
                 best, since = v, 0
                 best_state = copy.deepcopy(self.net.state_dict())
@@ -356,7 +357,7 @@ class RankingPredictor:
         gb = self._batch(keys)
         aux_hidden = self.net.aux_head[0]
         feats = self.net.features(gb.x, gb.edge_index, gb.batch, gb.num_graphs, gb.hparams)
-        h = torch.relu(aux_hidden(feats))
+        h = self.net.aux_head[:2](feats)  # the head's hidden layer and its activation
         ridge = Ridge(alpha=alpha).fit(h.double().cpu().numpy(), target.astype(np.float64))
         rank_hidden, rank_out = self.net.rank_head[0], self.net.rank_head[2]
         rank_hidden.load_state_dict(aux_hidden.state_dict())

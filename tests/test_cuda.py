@@ -30,6 +30,7 @@ def full_fp32_on_cuda():
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
+
 SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
 
 
