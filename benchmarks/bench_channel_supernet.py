@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supernet.channel import ChannelSupernet  # noqa: E402
+from nasrank.supernet.channel import ChannelSupernet  # noqa: E402
 
 SCHEMES = {
     "full": "full", "front": "front", "end": "end", "independent": "independent",

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau
-from spaces.cvpr2021 import load_cvpr2021_csv
+from nasrank.predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau
+from nasrank.spaces.cvpr2021 import load_cvpr2021_csv
 
 
 def main() -> None:

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
-from spaces.benchmarks import canonical_subset, load_nb201
-from spaces.nb201 import OPS
+from nasrank.predictor import PRETRAINED_FINETUNE_LR, RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
+from nasrank.spaces.benchmarks import canonical_subset, load_nb201
+from nasrank.spaces.nb201 import OPS
 
 ZC = ["epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params",
       "plain", "snip", "synflow", "zen"]

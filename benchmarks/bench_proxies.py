@@ -37,8 +37,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spaces.nb201 import NB201Space  # noqa: E402
-from supernet.proxies import score_with_notes  # noqa: E402
+from nasrank.spaces.nb201 import NB201Space  # noqa: E402
+from nasrank.supernet.proxies import score_with_notes  # noqa: E402
 
 CLASSIC = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
 ALL = CLASSIC + ["nwot", "epe_nas", "zen", "ntk", "linear_regions", "l2_norm", "plain", "flops",

@@ -60,7 +60,7 @@ PRIOR_LABEL = {"cifar10_valid": "cifar10_valid_12ep", "cifar100_test": "cifar100
 def weak_labels(bench):
     """The weak-label table: published proxies (failure sentinel -1e8 replaced by the column's
     finite minimum; heavy-tailed ones as signed log1p) and the 12-epoch validation accuracies."""
-    from spaces.labels import LabelTable
+    from nasrank.spaces.labels import LabelTable
 
     t = bench.table
     cols = {}
@@ -78,8 +78,8 @@ def weak_labels(bench):
 def cmd_pretrain(args) -> None:
     import torch
 
-    from predictor import RankingPredictor
-    from spaces.benchmarks import canonical_subset, load_nb201
+    from nasrank.predictor import RankingPredictor
+    from nasrank.spaces.benchmarks import canonical_subset, load_nb201
 
     torch.set_num_threads(args.threads)
     bench = canonical_subset(load_nb201(args.data))
@@ -98,9 +98,9 @@ FACTORIES: dict = {}
 
 
 def run_one(method, bench, oracle, budget, seed, args):
-    from search import (forest_factory, greedy_by_proxy, iterative_sampling, random_search,
+    from nasrank.search import (forest_factory, greedy_by_proxy, iterative_sampling, random_search,
                         ranking_predictor_factory, regularized_evolution, surrogate_evolution)
-    from search.optuna_search import optuna_sampler_search
+    from nasrank.search.optuna_search import optuna_sampler_search
 
     space = bench.space
     common = {"space": space, "oracle": oracle, "budget": budget, "seed": seed}
@@ -155,8 +155,8 @@ def cmd_run(args) -> None:
     import optuna
     import torch
 
-    from search import BenchmarkOracle
-    from spaces.benchmarks import load_nb201
+    from nasrank.search import BenchmarkOracle
+    from nasrank.spaces.benchmarks import load_nb201
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -25,14 +25,14 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spaces.base import sample_unique  # noqa: E402
-from spaces.labels import LabelWriter  # noqa: E402
-from supernet.base import StrictFairSampler, UniformSampler  # noqa: E402
-from supernet.datasets import load_dataset  # noqa: E402
-from supernet.nb201_supernet import NB201Supernet  # noqa: E402
-from supernet.train import train_standalone  # noqa: E402
-from supernet.trainer import train_supernet  # noqa: E402
-from supernet.weak_labels import generate_weak_labels  # noqa: E402
+from nasrank.spaces.base import sample_unique  # noqa: E402
+from nasrank.spaces.labels import LabelWriter  # noqa: E402
+from nasrank.supernet.base import StrictFairSampler, UniformSampler  # noqa: E402
+from nasrank.supernet.datasets import load_dataset  # noqa: E402
+from nasrank.supernet.nb201_supernet import NB201Supernet  # noqa: E402
+from nasrank.supernet.train import train_standalone  # noqa: E402
+from nasrank.supernet.trainer import train_supernet  # noqa: E402
+from nasrank.supernet.weak_labels import generate_weak_labels  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from spaces.base import SearchSpace
-from spaces.errors import InvalidArchitectureError, NasrankError
+from nasrank.spaces.base import SearchSpace
+from nasrank.errors import InvalidArchitectureError, NasrankError
 
 
 @dataclass

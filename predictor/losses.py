@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 LOSS_NAMES = ("lambdarank", "ranknet", "margin", "mse")
 

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import ndcg_score
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 from .losses import acenas_relevance
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from spaces.base import SearchSpace
-from spaces.errors import LabelTableError, NasrankError, SpaceMismatchError
-from spaces.labels import LabelTable
+from nasrank.spaces.base import SearchSpace
+from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
+from nasrank.spaces.labels import LabelTable
 
 from .encoder import PredictorNet
 from .graphs import GraphBatch, GraphCache
@@ -434,7 +434,7 @@ class RankingPredictor:
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise NasrankError(f"{os.fspath(path)!r} is not a {CHECKPOINT_FORMAT} checkpoint")
         if space is None:
-            from spaces import get_space
+            from nasrank.spaces import get_space
 
             space = get_space(ckpt["space"])
         elif space.name != ckpt["space"]:

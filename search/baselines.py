@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from spaces.base import SearchSpace
-from spaces.errors import NasrankError
-from spaces.labels import LabelTable
+from nasrank.spaces.base import SearchSpace
+from nasrank.errors import NasrankError
+from nasrank.spaces.labels import LabelTable
 
 from .oracles import BudgetedOracle, Oracle, _check_budget
 from .records import SearchResult

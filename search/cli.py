@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 EPILOG_ALL = """examples:
   nasrank run                                   # the main job on the embedded digits data (CPU, <10 min)
@@ -285,7 +285,7 @@ def _require(args: argparse.Namespace, *names: str) -> None:
 
 # ----------------------------------------------------------------------------- handlers
 def cmd_spaces(args: argparse.Namespace) -> None:
-    from spaces import SPACE_NAMES, get_space
+    from nasrank.spaces import SPACE_NAMES, get_space
 
     print(f"{'space':<10} {'architectures':>16}  {'graph nodes':>11}  description")
     for name in SPACE_NAMES:
@@ -296,8 +296,8 @@ def cmd_spaces(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from search.report import summarize_benchmark
-    from spaces.benchmarks import load_benchmark
+    from nasrank.search.report import summarize_benchmark
+    from nasrank.spaces.benchmarks import load_benchmark
 
     _require(args, "data")
     print(summarize_benchmark(load_benchmark(args.name, args.data), top=args.top))
@@ -316,7 +316,7 @@ def _csv(text: str) -> list[str]:
 def _register_pipeline_handlers() -> None:
     """Commands that wire the supernet, predictor and search stages (search/pipeline.py);
     each handler only maps flags to the library's keyword arguments."""
-    from search import pipeline
+    from nasrank.search import pipeline
 
     def dev(a: argparse.Namespace) -> str:
         return resolve_device(a.device)

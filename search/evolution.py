@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from spaces.base import Arch, SearchSpace
-from spaces.errors import NasrankError
+from nasrank.spaces.base import Arch, SearchSpace
+from nasrank.errors import NasrankError
 
 from .baselines import check_seed, check_space
 from .oracles import BudgetedOracle, Oracle, _check_budget

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from spaces.base import Arch, SearchSpace
-from spaces.errors import NasrankError
+from nasrank.spaces.base import Arch, SearchSpace
+from nasrank.errors import NasrankError
 
 from .baselines import check_seed, check_space
 from .evolution import _positive, _random_unseen

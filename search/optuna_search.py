@@ -15,9 +15,9 @@ study, each with its own budget share; no arch is ever evaluated twice (see :cla
 Example::
 
     import optuna
-    from spaces.nb201 import NB201Space
-    from search.optuna_search import PredictorSampler
-    from search.surrogates import forest_factory
+    from nasrank.spaces.nb201 import NB201Space
+    from nasrank.search.optuna_search import PredictorSampler
+    from nasrank.search.surrogates import forest_factory
 
     space = NB201Space()
     sampler = PredictorSampler(space, forest_factory(space), seed=0, n_startup_trials=5)
@@ -44,8 +44,8 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from spaces.base import Arch, SearchSpace
-from spaces.errors import NasrankError
+from nasrank.spaces.base import Arch, SearchSpace
+from nasrank.errors import NasrankError
 
 from .baselines import check_seed, check_space
 from .evolution import _positive

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from spaces.base import Arch, SearchSpace
-from spaces.benchmarks import Benchmark
-from spaces.errors import LabelTableError, NasrankError
+from nasrank.spaces.base import Arch, SearchSpace
+from nasrank.spaces.benchmarks import Benchmark
+from nasrank.errors import LabelTableError, NasrankError
 
 from .records import Query, RunRecord
 
@@ -127,7 +127,7 @@ class TrainingOracle:
         self.train_kwargs = dict(train_kwargs or {})
 
     def evaluate(self, arch: Arch) -> Evaluation:
-        from supernet.train import train_standalone  # heavy import only when training
+        from nasrank.supernet.train import train_standalone  # heavy import only when training
 
         ckpt = None
         if self.checkpoint_dir is not None:

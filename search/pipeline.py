@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from spaces import LabelTable, NasrankError, get_space, sample_unique
-from spaces.benchmarks import load_benchmark
+from nasrank.spaces import LabelTable, NasrankError, get_space, sample_unique
+from nasrank.spaces.benchmarks import load_benchmark
 
 from .report import format_table
 
@@ -69,19 +69,19 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
 def make_supernet(space_name: str, *, num_classes: int, in_channels: int, channels: int,
                   cells: int):
     if space_name == "nb201":
-        from supernet.nb201_supernet import NB201Supernet
+        from nasrank.supernet.nb201_supernet import NB201Supernet
 
         return NB201Supernet(num_classes=num_classes, C=channels, N=cells,
                              in_channels=in_channels)
     if space_name == "cvpr2021":
-        from supernet.channel import ChannelSupernet
+        from nasrank.supernet.channel import ChannelSupernet
 
         return ChannelSupernet(num_classes=num_classes, in_channels=in_channels)
     raise NasrankError(f"no supernet for space {space_name!r}; expected nb201 or cvpr2021")
 
 
 def make_sampler(supernet: Any, name: str):
-    from supernet.base import StrictFairSampler, UniformSampler
+    from nasrank.supernet.base import StrictFairSampler, UniformSampler
 
     if name == "uniform":
         return UniformSampler(supernet)
@@ -94,7 +94,7 @@ def load_data(dataset: str, data_root: str | None, *, seed: int, image_size: int
               subset: int | None = None, valid_fraction: float = 0.2):
     """The dataset as 3-channel images (what the NB201 and ResNet builders take). A 20%
     validation split by default: on digits 10% would be only ~140 images, too coarse to rank."""
-    from supernet.datasets import load_dataset
+    from nasrank.supernet.datasets import load_dataset
 
     return load_dataset(dataset, data_root, seed=seed, image_size=image_size, channels=3,
                         subset=subset, valid_fraction=valid_fraction)
@@ -104,7 +104,7 @@ def train_supernet_stage(out: Path, *, space: str, dataset: str, data_root: str 
                          sampler: str, epochs: int, batch_size: int, lr: float, channels: int,
                          cells: int, image_size: int | None, seed: int, device: str):
     """Train (or resume, or reload when finished) the supernet under ``out/supernet``."""
-    from supernet.trainer import train_supernet
+    from nasrank.supernet.trainer import train_supernet
 
     data = load_data(dataset, data_root, seed=seed, image_size=image_size)
     net = make_supernet(space, num_classes=data.num_classes, in_channels=data.input_shape[0],
@@ -118,7 +118,7 @@ def train_supernet_stage(out: Path, *, space: str, dataset: str, data_root: str 
 def weak_label_stage(out: Path, net: Any, data: Any, *, num_archs: int, proxies: Sequence[str],
                      seed: int, device: str, shard: tuple[int, int] = (0, 1)) -> LabelTable:
     """Weak labels of ``num_archs`` distinct random architectures (seeded)."""
-    from supernet.weak_labels import generate_weak_labels
+    from nasrank.supernet.weak_labels import generate_weak_labels
 
     archs = sample_unique(net.space, num_archs, np.random.default_rng(seed))
     return generate_weak_labels(net, archs, data, out / "weak_labels.csv", device=device,
@@ -129,7 +129,7 @@ def weak_label_stage(out: Path, net: Any, data: Any, *, num_archs: int, proxies:
 def pretrain_stage(out: Path, space: Any, table: LabelTable, *, epochs: int, seed: int,
                    device: str, columns: Sequence[str] | None = None):
     """Pretrain the predictor on the weak labels, or load it when ``predictor.pt`` exists."""
-    from predictor import RankingPredictor
+    from nasrank.predictor import RankingPredictor
 
     ckpt = out / "predictor.pt"
     if ckpt.exists():
@@ -228,7 +228,7 @@ def _scores(model: Any, archs: Sequence[Any]) -> np.ndarray:
 def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
                      results: Mapping[str, Any], timings: Mapping[str, float]) -> dict[str, Any]:
     """results.json, queries.csv, the three PNG plots, and a printed summary table."""
-    from predictor.metrics import kendall_tau, spearman
+    from nasrank.predictor.metrics import kendall_tau, spearman
 
     from .plots import best_so_far_curves, correlation_heatmap, scatter_predicted_vs_true
 
@@ -324,7 +324,7 @@ def weak_labels_command(*, out: str | None, num_archs: int, proxies: Sequence[st
                         shard: tuple[int, int], seed: int, device: str,
                         dataset: str | None = None, data_root: str | None = None) -> None:
     """``nasrank weak-labels``: evaluate archs with the supernet trained in ``out``."""
-    from supernet.trainer import load_supernet
+    from nasrank.supernet.trainer import load_supernet
 
     outp = Path(out or "runs/supernet")
     s = _read_json(outp / "supernet" / "settings.json", "supernet settings")
@@ -358,7 +358,7 @@ def finetune_command(*, out: str | None, labels: str | None, benchmark: str | No
     """``nasrank finetune``: fit the predictor (``out/predictor.pt`` when it exists, else from
     scratch) on ground truth; with a benchmark, train on ``n`` random archs and report ranking
     metrics on the rest."""
-    from predictor import RankingPredictor, summary
+    from nasrank.predictor import RankingPredictor, summary
 
     outp = Path(out or "runs/predictor")
     outp.mkdir(parents=True, exist_ok=True)
@@ -402,7 +402,7 @@ def finetune_command(*, out: str | None, labels: str | None, benchmark: str | No
 def predict_command(*, out: str | None, checkpoint: str, archs: str | None, all_archs: bool,
                     top: int, device: str) -> None:
     """``nasrank predict``: score archs from a file (one string a line) or the whole space."""
-    from predictor import RankingPredictor
+    from nasrank.predictor import RankingPredictor
 
     model = RankingPredictor.load(checkpoint, device=device)
     sp = model.space
@@ -492,9 +492,9 @@ def proxies_command(*, out: str | None, space: str, dataset: str, data_root: str
                     image_size: int | None = None) -> None:
     """``nasrank proxies``: zero-cost proxies of ``num_archs`` seeded random architectures on one
     real batch of ``dataset`` -> ``out/proxies.csv`` (or ``proxies-<i>of<n>.csv`` per shard)."""
-    from supernet.proxies import available_proxies
-    from supernet.scoring import score_space
-    from supernet.train import epoch_order, get_batch
+    from nasrank.supernet.proxies import available_proxies
+    from nasrank.supernet.scoring import score_space
+    from nasrank.supernet.train import epoch_order, get_batch
 
     if not proxies:
         raise NasrankError(f"--proxies is empty; choose from {available_proxies()}")

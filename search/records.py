@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 
 class RecordError(NasrankError):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spaces.benchmarks import Benchmark
+from nasrank.spaces.benchmarks import Benchmark
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

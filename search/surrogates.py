@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from spaces.base import Arch, SearchSpace
-from spaces.errors import NasrankError
+from nasrank.spaces.base import Arch, SearchSpace
+from nasrank.errors import NasrankError
 
 
 @runtime_checkable
@@ -158,7 +158,7 @@ def ranking_predictor_factory(
     (loss, epochs, lr...) are passed to every ``fit``. ``prior_label``: before the first ``fit``,
     score archs by the pretrained head's prediction of that weak label (e.g. a low-fidelity
     accuracy), so that a first round can be chosen by the predictor before any real label."""
-    from predictor import RankingPredictor  # imported here: search works without the predictor
+    from nasrank.predictor import RankingPredictor  # imported here: search works without the predictor
 
     if prior_label is not None:
         if checkpoint is None:
@@ -182,7 +182,7 @@ def ranking_predictor_factory(
             else:
                 self.model = RankingPredictor(space, device=device, seed=seed, **pred_kw)
             if hasattr(self.model, "_graphs"):
-                from predictor.graphs import GraphCache
+                from nasrank.predictor.graphs import GraphCache
 
                 if "graphs" not in shared:
                     shared["graphs"] = GraphCache(_KeyMemoSpace(space))
@@ -216,7 +216,7 @@ def candidate_pool(space: SearchSpace, rng: np.random.Generator, pool_size: int)
     """Architectures a surrogate scores: the whole space (one arch per canonical key) when it is
     finite and not larger than ``pool_size``, else ``pool_size`` seeded samples with distinct
     keys."""
-    from spaces.base import sample_unique
+    from nasrank.spaces.base import sample_unique
 
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
         raise NasrankError(f"pool_size must be a positive int, got {pool_size!r}")

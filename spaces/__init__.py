@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import SearchSpace, sample_unique
-from .errors import (
+from nasrank.errors import (
     InvalidArchitectureError,
     LabelTableError,
     NasrankError,

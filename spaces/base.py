@@ -58,9 +58,9 @@ def sample_unique(
 ) -> list[Arch]:
     """Sample ``n`` architectures with distinct canonical keys (and not in ``exclude``).
 
-    Raises :class:`~spaces.errors.NasrankError` when the space cannot supply that many.
+    Raises :class:`~nasrank.errors.NasrankError` when the space cannot supply that many.
     """
-    from .errors import NasrankError
+    from nasrank.errors import NasrankError
 
     seen = set(exclude or ())
     out: list[Arch] = []

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .base import SearchSpace
-from .errors import LabelTableError, NasrankError
+from nasrank.errors import LabelTableError, NasrankError
 from .labels import LabelTable
 from .nb201 import EDGES, NB201Arch, NB201Space, parse_arch
 

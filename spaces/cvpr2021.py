@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from .errors import InvalidArchitectureError, LabelTableError
+from nasrank.errors import InvalidArchitectureError, LabelTableError
 
 if TYPE_CHECKING:
     from .benchmarks import Benchmark

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LabelTableError, SpaceMismatchError
+from nasrank.errors import LabelTableError, SpaceMismatchError
 
 HEADER_PREFIX = "# nasrank label table; space="
 NOTE = "note"

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from .errors import InvalidArchitectureError, LabelTableError, NasrankError
+from nasrank.errors import InvalidArchitectureError, LabelTableError, NasrankError
 
 if TYPE_CHECKING:
     from .benchmarks import Benchmark

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from .errors import InvalidArchitectureError
+from nasrank.errors import InvalidArchitectureError
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edges (src, dst) in the order of the official string.

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces.base import SearchSpace
-from spaces.errors import InvalidArchitectureError, NasrankError
+from nasrank.spaces.base import SearchSpace
+from nasrank.errors import InvalidArchitectureError, NasrankError
 
 Arch = Any
 
@@ -70,7 +70,7 @@ class Supernet(nn.Module, ABC):
     # -- helpers shared by every supernet
     def check_arch(self, arch: Arch) -> Arch:
         """``arch`` as this space's value (strings are parsed); raises a
-        :class:`~spaces.errors.NasrankError` for an architecture of another space."""
+        :class:`~nasrank.errors.NasrankError` for an architecture of another space."""
         if isinstance(arch, str):
             return self.space.parse(arch)
         try:

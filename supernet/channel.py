@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.cvpr2021 import (
+from nasrank.spaces.cvpr2021 import (
     CHOICES,
     NUM_BLOCKS,
     NUM_POSITIONS,
@@ -65,7 +65,7 @@ from spaces.cvpr2021 import (
     CVPR2021Space,
     block_plan,
 )
-from spaces.errors import InvalidArchitectureError, NasrankError
+from nasrank.errors import InvalidArchitectureError, NasrankError
 
 from .base import Supernet
 
@@ -420,7 +420,7 @@ class ChannelSupernet(Supernet):
 
     def check_arch(self, arch: Any) -> CVPR2021Arch:
         """A CVPR 2021 architecture (or its string) whose widths are in this supernet's
-        choices; anything else raises :class:`~spaces.errors.InvalidArchitectureError`."""
+        choices; anything else raises :class:`~nasrank.errors.InvalidArchitectureError`."""
         arch = self.space._check(arch)
         for i, w in enumerate(arch.widths):
             if w not in self.choices[i]:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 DATASET_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100")
 

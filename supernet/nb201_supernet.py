@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from spaces.errors import InvalidArchitectureError
-from spaces.nb201 import (
+from nasrank.errors import InvalidArchitectureError
+from nasrank.spaces.nb201 import (
     EDGES,
     NUM_NODES,
     OPS,

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 
 class ProxyError(NasrankError):

@@ -13,7 +13,7 @@ interleave lines); read them all with :func:`read_shards`.
 
 Command line::
 
-    python -m supernet.scoring --space nb201 --archs archs.txt --dataset fashion-mnist \
+    python -m nasrank.supernet.scoring --space nb201 --archs archs.txt --dataset fashion-mnist \
         --root ../shared/data/fashion-mnist --proxies synflow nwot --out zc.csv --shard 0/4
 """
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from spaces.errors import NasrankError
-from spaces.labels import LabelTable, LabelWriter
+from nasrank.errors import NasrankError
+from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .proxies import (ProxyError, ProxySettings, available_proxies, first_batch,
                       score_with_notes)
@@ -105,7 +105,7 @@ def read_shards(paths: Sequence[str | os.PathLike], *, space: str | None = None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from spaces import get_space
+    from nasrank.spaces import get_space
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--space", default="nb201")

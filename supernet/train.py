@@ -21,8 +21,8 @@ from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 from tqdm import tqdm
 
-from spaces.base import SearchSpace
-from spaces.errors import NasrankError
+from nasrank.spaces.base import SearchSpace
+from nasrank.errors import NasrankError
 
 from .datasets import DatasetSplits
 

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 from .base import ArchSampler, StepStrategy, Supernet
 from .datasets import DatasetSplits

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from spaces.errors import NasrankError
-from spaces.labels import LabelTable, LabelWriter
+from nasrank.errors import NasrankError
+from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .base import Supernet
 from .datasets import DatasetSplits

@@ -24,6 +24,6 @@ def data_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def nb201_bench():
-    from spaces.benchmarks import load_nb201
+    from nasrank.spaces.benchmarks import load_nb201
 
     return load_nb201(data_path("nb201", "nb201.csv"))

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import NasrankError
-from spaces.cvpr2021 import CHOICES, CVPR2021Arch, CVPR2021ResNet, CVPR2021Space, block_plan
-from supernet.base import StrictFairSampler, UniformSampler
-from supernet.channel import (
+from nasrank.spaces import NasrankError
+from nasrank.spaces.cvpr2021 import CHOICES, CVPR2021Arch, CVPR2021ResNet, CVPR2021Space, block_plan
+from nasrank.supernet.base import StrictFairSampler, UniformSampler
+from nasrank.supernet.channel import (
     SHARING_SCHEMES,
     ChannelSupernet,
     SharingError,
@@ -276,8 +276,8 @@ def test_strict_fair_sampler_uses_every_width_equally():
 
 
 def test_trainer_drives_the_channel_supernet():
-    from supernet.datasets import load_dataset
-    from supernet.trainer import train_supernet
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.trainer import train_supernet
 
     data = load_dataset("digits", seed=0, subset=64, channels=3)
     for sampler_cls in (UniformSampler, StrictFairSampler):
@@ -305,9 +305,9 @@ def test_weak_labels_recalibrate_like_the_standalone_network(tmp_path):
     """BN recalibration (reset, cumulative average) reaches the Slim BatchNorms: the weak label
     equals the accuracy/loss of the stand-alone network recalibrated by hand with
     ``nn.BatchNorm2d`` on the same batches; the supernet's own statistics are restored."""
-    from supernet.datasets import load_dataset
-    from supernet.train import epoch_order
-    from supernet.weak_labels import generate_weak_labels
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.train import epoch_order
+    from nasrank.supernet.weak_labels import generate_weak_labels
 
     data = load_dataset("digits", seed=0, subset=64, channels=3)
     sup = _make(MIXED, seed=2)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.cli import main, parse_args
-from spaces import sample_unique
+from nasrank.search.cli import main, parse_args
+from nasrank.spaces import sample_unique
 
 
 def run_cli(capsys, *argv):
@@ -82,7 +82,7 @@ def test_search_on_benchmark_writes_record_and_reports(tmp_path, capsys):
     res = json.loads((out / "result.json").read_text())
     assert len(res["queries"]) == 15 and len({q[0] for q in res["queries"]}) == 15
     # the reported value is the benchmark's test accuracy of the best-by-validation arch
-    from spaces.benchmarks import load_nb201
+    from nasrank.spaces.benchmarks import load_nb201
     bench = load_nb201(NB201)
     assert res["best_reported"] == pytest.approx(bench.value(res["best_arch"], "cifar10_test"))
     assert res["best_value"] == max(q[1] for q in res["queries"])
@@ -119,8 +119,8 @@ def test_stage_commands_bad_input(tmp_path, capsys):
 
 
 def test_pretrain_predict_commands(tmp_path, capsys):
-    from spaces import LabelTable
-    from spaces.nb201 import NB201Space
+    from nasrank.spaces import LabelTable
+    from nasrank.spaces.nb201 import NB201Space
 
     sp = NB201Space()
     rng = np.random.default_rng(0)

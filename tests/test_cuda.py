@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from predictor import RankingPredictor, kendall_tau
-from spaces.base import sample_unique
-from spaces.nb201 import NB201Space
+from nasrank.predictor import RankingPredictor, kendall_tau
+from nasrank.spaces.base import sample_unique
+from nasrank.spaces.nb201 import NB201Space
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -67,10 +67,10 @@ def test_predictor_trains_on_cuda(cells):
 
 
 def test_supernet_epoch_on_cuda_matches_cpu():
-    from supernet.base import UniformSampler
-    from supernet.datasets import load_dataset
-    from supernet.nb201_supernet import NB201Supernet
-    from supernet.trainer import train_supernet
+    from nasrank.supernet.base import UniformSampler
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.nb201_supernet import NB201Supernet
+    from nasrank.supernet.trainer import train_supernet
 
     data = load_dataset("digits", seed=0, subset=128, channels=3)
     torch.manual_seed(0)
@@ -85,9 +85,9 @@ def test_supernet_epoch_on_cuda_matches_cpu():
 
 
 def test_weak_labels_on_cuda_match_cpu(tmp_path):
-    from supernet.datasets import load_dataset
-    from supernet.nb201_supernet import NB201Supernet
-    from supernet.weak_labels import generate_weak_labels
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.nb201_supernet import NB201Supernet
+    from nasrank.supernet.weak_labels import generate_weak_labels
 
     data = load_dataset("digits", seed=0, subset=128, channels=3)
     torch.manual_seed(0)
@@ -108,7 +108,7 @@ def test_weak_labels_on_cuda_match_cpu(tmp_path):
 
 
 def test_proxies_on_cuda_match_cpu():
-    from supernet.proxies import score
+    from nasrank.supernet.proxies import score
 
     space = NB201Space()
     arch = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+"
@@ -129,8 +129,8 @@ def test_proxies_on_cuda_match_cpu():
 
 
 def test_standalone_training_on_cuda_matches_cpu():
-    from supernet.datasets import load_dataset
-    from supernet.train import train_standalone
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.train import train_standalone
 
     space = NB201Space()
     arch = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+"
@@ -144,7 +144,7 @@ def test_standalone_training_on_cuda_matches_cpu():
 
 
 def test_channel_supernet_forward_on_cuda_matches_cpu():
-    from supernet.channel import ChannelSupernet
+    from nasrank.supernet.channel import ChannelSupernet
 
     torch.manual_seed(0)
     net = ChannelSupernet("independent", num_classes=10).eval()

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau
 
-from spaces import (
+from nasrank.spaces import (
     InvalidArchitectureError,
     LabelTableError,
     NasrankError,
     SearchSpace,
     get_space,
 )
-from spaces.cvpr2021 import (
+from nasrank.spaces.cvpr2021 import (
     CHOICES,
     NODE_FEATURES,
     CVPR2021Arch,

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import data_path
 
-from spaces import NasrankError
-from supernet.datasets import _read_fashion_mnist, load_dataset
+from nasrank.spaces import NasrankError
+from nasrank.supernet.datasets import _read_fashion_mnist, load_dataset
 
 
 def test_digits_sizes_and_deterministic_stratified_split():

@@ -15,10 +15,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from supernet.base import Supernet, UniformSampler
-from supernet.datasets import load_dataset
-from supernet.nb201_supernet import NB201Supernet
-from supernet.trainer import train_supernet
+from nasrank.supernet.base import Supernet, UniformSampler
+from nasrank.supernet.datasets import load_dataset
+from nasrank.supernet.nb201_supernet import NB201Supernet
+from nasrank.supernet.trainer import train_supernet
 
 
 class ToySupernet(Supernet):

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from spaces import LabelTable, LabelTableError, LabelWriter, SpaceMismatchError
-from spaces.benchmarks import canonical_subset, load_benchmark, load_nb201, load_nbsuite_zero
-from spaces.nb201 import NB201Space
+from nasrank.spaces import LabelTable, LabelTableError, LabelWriter, SpaceMismatchError
+from nasrank.spaces.benchmarks import canonical_subset, load_benchmark, load_nb201, load_nbsuite_zero
+from nasrank.spaces.nb201 import NB201Space
 
 
 def test_csv_round_trip_keeps_values_nan_and_notes(tmp_path):

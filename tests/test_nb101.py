@@ -12,14 +12,14 @@ from conftest import data_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spaces import (
+from nasrank.spaces import (
     InvalidArchitectureError,
     LabelTableError,
     NasrankError,
     SearchSpace,
     get_space,
 )
-from spaces.nb101 import (
+from nasrank.spaces.nb101 import (
     CONV1X1,
     CONV3X3,
     INPUT,

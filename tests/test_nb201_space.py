@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from spaces import InvalidArchitectureError, NasrankError
-from spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space, canonicalize
+from nasrank.spaces import InvalidArchitectureError, NasrankError
+from nasrank.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space, canonicalize
 
 SPACE = NB201Space()
 ops_strategy = st.tuples(*[st.sampled_from(OPS)] * len(EDGES)).map(NB201Arch)

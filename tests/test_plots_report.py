@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.plots import best_so_far_curves, correlation_heatmap, scatter_predicted_vs_true
-from search.report import format_table
+from nasrank.search.plots import best_so_far_curves, correlation_heatmap, scatter_predicted_vs_true
+from nasrank.search.report import format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

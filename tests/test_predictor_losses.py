@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from predictor.losses import (
+from nasrank.predictor.losses import (
     LOSS_NAMES,
     acenas_relevance,
     get_loss,
@@ -18,7 +18,7 @@ from predictor.losses import (
     mse_loss,
     ranknet_loss,
 )
-from spaces.errors import NasrankError
+from nasrank.errors import NasrankError
 
 
 # ---------------------------------------------------------------- brute-force LambdaRank

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from predictor.metrics import kendall_tau, ndcg_at_k, precision_at_k, spearman, top_k_regret
-from spaces.errors import NasrankError
+from nasrank.predictor.metrics import kendall_tau, ndcg_at_k, precision_at_k, spearman, top_k_regret
+from nasrank.errors import NasrankError
 
 
 def test_kendall_and_spearman_hand_computed():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from predictor import RankingPredictor, kendall_tau
-from spaces.errors import LabelTableError, NasrankError, SpaceMismatchError
-from spaces.labels import LabelTable
-from spaces.nb201 import NB201Space
+from nasrank.predictor import RankingPredictor, kendall_tau
+from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
+from nasrank.spaces.labels import LabelTable
+from nasrank.spaces.nb201 import NB201Space
 
 SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
 
@@ -134,7 +134,7 @@ def test_pretraining_and_ranking_learn_real_nb201_labels(nb201_bench):
     """Pretrained on the published NB201 parameter counts of 300 cells, the multi-task head
     ranks 300 unseen cells' parameter counts well; a LambdaRank fit on 60 cells' real CIFAR-10
     accuracies ranks unseen cells far better than chance."""
-    from spaces.benchmarks import canonical_subset
+    from nasrank.spaces.benchmarks import canonical_subset
 
     torch.set_num_threads(1)
     bench = canonical_subset(nb201_bench)

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.errors import NasrankError
-from spaces.nb201 import NB201Space
-from supernet.proxies import (ProxyError, ProxySettings, available_proxies, first_batch, score,
+from nasrank.errors import NasrankError
+from nasrank.spaces.nb201 import NB201Space
+from nasrank.supernet.proxies import (ProxyError, ProxySettings, available_proxies, first_batch, score,
                               score_with_notes)
 
 ALL = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "nwot", "epe_nas", "zen",

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from spaces.labels import LabelTable
-from spaces.nb201 import NB201Space
-from supernet.proxies import ProxyError
-from supernet.scoring import parse_shard, read_shards, score_space
+from nasrank.spaces.labels import LabelTable
+from nasrank.spaces.nb201 import NB201Space
+from nasrank.supernet.proxies import ProxyError
+from nasrank.supernet.scoring import parse_shard, read_shards, score_space
 
 SMALL = {"C": 4, "N": 1}
 PROXIES = ["synflow", "nwot", "params", "flops"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from search.oracles import Evaluation
-from spaces.errors import InvalidArchitectureError
+from nasrank.search.oracles import Evaluation
+from nasrank.errors import InvalidArchitectureError
 
 OPTS = ("a", "b", "c")
 

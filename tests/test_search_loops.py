@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from search import (BenchmarkOracle, forest_factory, greedy_by_proxy, iterative_sampling,
+from nasrank.search import (BenchmarkOracle, forest_factory, greedy_by_proxy, iterative_sampling,
                     random_search, regularized_evolution, surrogate_evolution)
-from search.optuna_search import optuna_sampler_search
-from spaces.errors import NasrankError
+from nasrank.search.optuna_search import optuna_sampler_search
+from nasrank.errors import NasrankError
 from test_search_fixtures import CrashAfter, TableOracle, TinySpace
 
 TINY = TinySpace()
@@ -66,7 +66,7 @@ def test_argument_validation():
     with pytest.raises(NasrankError, match="predictor_factory"):
         surrogate_evolution(**kw, predictor_factory=lambda seed: object())
     with pytest.raises(NasrankError, match="space"):
-        from spaces.nb201 import NB201Space
+        from nasrank.spaces.nb201 import NB201Space
 
         random_search(space=NB201Space(), oracle=TableOracle(), budget=3, seed=0)
 
@@ -74,7 +74,7 @@ def test_argument_validation():
 # ----------------------------------------------------------------------------- real NB201
 @pytest.fixture(scope="module")
 def bench():
-    from spaces.benchmarks import load_nb201
+    from nasrank.spaces.benchmarks import load_nb201
 
     return load_nb201(data_path("nb201", "nb201.csv"))
 
@@ -118,7 +118,7 @@ def test_iterative_sampling_with_perfect_surrogate_finds_the_optimum(bench):
     assert res.best_value == pytest.approx(91.57)
     assert res.best_reported == pytest.approx(94.30, abs=0.01)
     assert surrogate.fits == 2                             # after round 1, and before final top-k
-    from spaces.benchmarks import canonical_subset
+    from nasrank.spaces.benchmarks import canonical_subset
 
     canon = canonical_subset(bench).table
     ranked = [canon.keys[i] for i in np.argsort(-canon.column("cifar10_valid"), kind="stable")]

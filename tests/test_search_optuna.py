@@ -13,9 +13,9 @@ import numpy as np
 import optuna
 import pytest
 
-from search.optuna_search import ClaimTable, PredictorSampler, run_optuna_search, study_queries
-from search.surrogates import forest_factory
-from spaces.errors import NasrankError
+from nasrank.search.optuna_search import ClaimTable, PredictorSampler, run_optuna_search, study_queries
+from nasrank.search.surrogates import forest_factory
+from nasrank.errors import NasrankError
 from test_search_fixtures import TINY_VALUES, CrashAfter, TableOracle, TinySpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -108,7 +108,7 @@ WORKER = textwrap.dedent("""
     sys.path[:0] = [{root!r}, {tests!r}]
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from search.optuna_search import run_optuna_search
+    from nasrank.search.optuna_search import run_optuna_search
     from test_search_fixtures import TableOracle, TinySpace
 
     class Slow(TableOracle):

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from search.baselines import random_search
-from search.oracles import BenchmarkOracle, BudgetedOracle, BudgetExhausted, TrainingOracle
-from search.records import RecordError, SearchResult, read_record
-from spaces.errors import NasrankError
-from spaces.nb201 import NB201Arch
+from nasrank.search.baselines import random_search
+from nasrank.search.oracles import BenchmarkOracle, BudgetedOracle, BudgetExhausted, TrainingOracle
+from nasrank.search.records import RecordError, SearchResult, read_record
+from nasrank.errors import NasrankError
+from nasrank.spaces.nb201 import NB201Arch
 from test_search_fixtures import TINY_VALUES, TableOracle, TinySpace
 
 
@@ -69,7 +69,7 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path):
 
 
 def test_search_result_curve_and_prefix_reads():
-    from search.records import Query
+    from nasrank.search.records import Query
 
     qs = [Query("x", 1.0, 10.0, 0.1), Query("y", 3.0, 9.0, 0.1), Query("z", 2.0, 11.0, 0.1)]
     r = SearchResult.from_queries(qs, {"m": 1})
@@ -80,7 +80,7 @@ def test_search_result_curve_and_prefix_reads():
 
 @pytest.fixture(scope="module")
 def bench():
-    from spaces.benchmarks import load_nb201
+    from nasrank.spaces.benchmarks import load_nb201
     from conftest import data_path
 
     return load_nb201(data_path("nb201", "nb201.csv"))
@@ -110,10 +110,10 @@ def test_benchmark_oracle_answers_by_canonical_key(bench):
 
 
 def test_training_oracle_matches_direct_training():
-    from supernet.datasets import load_dataset
-    from supernet.train import train_standalone
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.train import train_standalone
 
-    from spaces.nb201 import NB201Space
+    from nasrank.spaces.nb201 import NB201Space
 
     space = NB201Space()
     data = load_dataset("digits", subset=200, seed=0)

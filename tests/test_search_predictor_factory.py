@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictor import RankingPredictor, kendall_tau
-from search import ranking_predictor_factory
-from spaces.base import sample_unique
-from spaces.errors import NasrankError
-from spaces.nb201 import NB201Space
+from nasrank.predictor import RankingPredictor, kendall_tau
+from nasrank.search import ranking_predictor_factory
+from nasrank.spaces.base import sample_unique
+from nasrank.errors import NasrankError
+from nasrank.spaces.nb201 import NB201Space
 
 SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spaces import NasrankError
-from spaces.nb201 import NB201Space
-from supernet.datasets import load_dataset
-from supernet.train import CheckpointError, train_standalone
+from nasrank.spaces import NasrankError
+from nasrank.spaces.nb201 import NB201Space
+from nasrank.supernet.datasets import load_dataset
+from nasrank.supernet.train import CheckpointError, train_standalone
 
 SPACE = NB201Space()
 ARCH = SPACE.parse(

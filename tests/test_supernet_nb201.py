@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import NasrankError
-from spaces.nb201 import EDGES, OPS, NB201Network
-from supernet.base import StrictFairSampler, Supernet, UniformSampler
-from supernet.nb201_supernet import NB201Supernet
+from nasrank.spaces import NasrankError
+from nasrank.spaces.nb201 import EDGES, OPS, NB201Network
+from nasrank.supernet.base import StrictFairSampler, Supernet, UniformSampler
+from nasrank.supernet.nb201_supernet import NB201Supernet
 
 ARCHS = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"

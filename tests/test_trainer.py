@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import NasrankError
-from supernet.base import StrictFairSampler, UniformSampler
-from supernet.datasets import load_dataset
-from supernet.nb201_supernet import NB201Supernet
-from supernet.train import CheckpointError, epoch_order, evaluate
-from supernet.trainer import checkpoint_path, load_supernet, train_supernet
+from nasrank.spaces import NasrankError
+from nasrank.supernet.base import StrictFairSampler, UniformSampler
+from nasrank.supernet.datasets import load_dataset
+from nasrank.supernet.nb201_supernet import NB201Supernet
+from nasrank.supernet.train import CheckpointError, epoch_order, evaluate
+from nasrank.supernet.trainer import checkpoint_path, load_supernet, train_supernet
 
 
 @pytest.fixture(scope="module")

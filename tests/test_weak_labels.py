@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import LabelTable, NasrankError
-from spaces.base import sample_unique
-from supernet.base import UniformSampler
-from supernet.datasets import load_dataset
-from supernet.nb201_supernet import NB201Supernet
-from supernet.train import epoch_order
-from supernet.trainer import train_supernet
-from supernet.weak_labels import generate_weak_labels
+from nasrank.spaces import LabelTable, NasrankError
+from nasrank.spaces.base import sample_unique
+from nasrank.supernet.base import UniformSampler
+from nasrank.supernet.datasets import load_dataset
+from nasrank.supernet.nb201_supernet import NB201Supernet
+from nasrank.supernet.train import epoch_order
+from nasrank.supernet.trainer import train_supernet
+from nasrank.supernet.weak_labels import generate_weak_labels
 
 BN_BATCHES, BATCH = 2, 32
 
@@ -109,9 +109,9 @@ def test_proxies_are_scored_on_a_fresh_copy(setup, tmp_path, monkeypatch):
         n_params = float(sum(p.numel() for p in model.parameters()))
         return {"params_count": n_params, "batch": float(len(y))}
 
-    fake = types.ModuleType("supernet.proxies")
+    fake = types.ModuleType("nasrank.supernet.proxies")
     fake.score = score
-    monkeypatch.setitem(sys.modules, "supernet.proxies", fake)
+    monkeypatch.setitem(sys.modules, "nasrank.supernet.proxies", fake)
     table = generate_weak_labels(net, archs[:2], data, tmp_path / "zc.csv", bn_batches=1,
                                  batch_size=16, proxies=["params_count", "batch"],
                                  progress=False)

@@ -1,0 +1,5 @@
+"""``python -m nasrank`` is the ``nasrank`` command."""
+
+from nasrank.search.cli import main
+
+raise SystemExit(main())
