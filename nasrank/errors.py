@@ -6,6 +6,11 @@ reading the source.
 
 from __future__ import annotations
 
+__all__ = [
+    "NasrankError", "InvalidArchitectureError", "LabelTableError", "SpaceMismatchError",
+    "ConfigError",
+]
+
 
 class NasrankError(ValueError):
     """Bad input to nasrank (malformed architecture, wrong file, wrong space...)."""
@@ -21,3 +26,7 @@ class LabelTableError(NasrankError):
 
 class SpaceMismatchError(NasrankError):
     """An object (checkpoint, label table, supernet) that belongs to another search space."""
+
+
+class ConfigError(NasrankError):
+    """A configuration value (flag, TOML key, registered config field) that is not allowed."""
