@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "NasrankError", "InvalidArchitectureError", "LabelTableError", "SpaceMismatchError",
-    "ConfigError",
+    "ConfigError", "OutputLockedError", "DiskFullError", "UnsafePathError",
 ]
 
 
@@ -30,3 +30,16 @@ class SpaceMismatchError(NasrankError):
 
 class ConfigError(NasrankError):
     """A configuration value (flag, TOML key, registered config field) that is not allowed."""
+
+
+class OutputLockedError(NasrankError):
+    """An output folder (or shard file) that another running nasrank process is writing."""
+
+
+class DiskFullError(NasrankError):
+    """A write that failed for lack of space (ENOSPC / EDQUOT); the run resumes once there is
+    space."""
+
+
+class UnsafePathError(NasrankError):
+    """A file nasrank would write through that is a symlink or not of its own format."""
