@@ -275,6 +275,73 @@ def test_strict_fair_sampler_uses_every_width_equally():
         assert set(counts.values()) == {16 // len(choices)}
 
 
+# Hand counts for an architecture batch of n = 18 on the channel space: positions 1-7 have 4
+# widths (18 = 4*4 + 2: two widths used 5 times, two used 4 times), positions 8-13 have 8
+# widths (18 = 8*2 + 2: two used 3 times, six used twice), positions 14-20 have 16 widths
+# (18 = 16 + 2: two used twice, fourteen once).
+HAND_18 = {4: [4, 4, 5, 5], 8: [2] * 6 + [3] * 2, 16: [1] * 14 + [2] * 2}
+
+
+def test_strict_fair_sampler_arch_batch_18_hand_counts():
+    sup = ChannelSupernet("full", num_classes=10)
+    sampler = StrictFairSampler(sup, arch_batch=18)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        archs = sampler.sample(rng)
+        assert len(archs) == 18
+        for i, choices in enumerate(CHOICES):
+            counts = Counter(a.widths[i] for a in archs)
+            assert sorted(counts) == list(choices)
+            assert sorted(counts.values()) == HAND_18[len(choices)]
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_strict_fair_sampler_small_arch_batches(n):
+    """n below a position's choice count: n distinct widths (each used at most once); else
+    floor/ceil(n / k) uses of every width."""
+    sup = ChannelSupernet("full", num_classes=10)
+    rng = np.random.default_rng(n)
+    for _ in range(5):
+        archs = StrictFairSampler(sup, arch_batch=n).sample(rng)
+        assert len(archs) == n
+        for i, choices in enumerate(CHOICES):
+            counts = Counter(a.widths[i] for a in archs)
+            k = len(choices)
+            if n <= k:  # hand count: n different widths, once each
+                assert len(counts) == n and set(counts.values()) == {1}
+            elif k == 4:  # n = 9 = 4*2 + 1: one width thrice, three twice
+                assert n == 9 and sorted(counts.values()) == [2, 2, 2, 3]
+            else:  # n = 9 = 8 + 1: one width twice, seven once
+                assert (n, k) == (9, 8) and sorted(counts.values()) == [1] * 7 + [2]
+
+
+def test_strict_fair_sampler_arch_batch_checked_and_default_unchanged():
+    sup = ChannelSupernet("full", num_classes=10)
+    for bad in (0, -3, 2.5, "x", True):
+        with pytest.raises(NasrankError, match="arch_batch"):
+            StrictFairSampler(sup, arch_batch=bad)
+    # default = the largest choice count; same draws as an explicit n = 16
+    a = StrictFairSampler(sup).sample(np.random.default_rng(3))
+    b = StrictFairSampler(sup, arch_batch=16).sample(np.random.default_rng(3))
+    assert a == b and len(a) == 16
+
+
+def test_sampler_registry_entries():
+    from nasrank.supernet.registry import SAMPLERS
+    from nasrank.errors import ConfigError
+
+    sup = ChannelSupernet("full", num_classes=10)
+    fair = SAMPLERS.make("fair", {"arch_batch": "18"}).build(sup)
+    assert isinstance(fair, StrictFairSampler) and len(fair.sample(np.random.default_rng(0))) == 18
+    assert len(SAMPLERS.make("fair").build(sup).sample(np.random.default_rng(0))) == 16
+    uni = SAMPLERS.make("uniform", {"archs_per_step": 2}).build(sup)
+    assert isinstance(uni, UniformSampler) and uni.archs_per_step == 2
+    with pytest.raises(ConfigError, match="arch_batch = 0"):
+        SAMPLERS.make("fair", {"arch_batch": 0})
+    with pytest.raises(ConfigError, match="archs_per_step = 0"):
+        SAMPLERS.make("uniform", {"archs_per_step": 0})
+
+
 def test_trainer_drives_the_channel_supernet():
     from nasrank.supernet.datasets import load_dataset
     from nasrank.supernet.trainer import train_supernet
