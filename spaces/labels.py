@@ -1,15 +1,21 @@
 """Label tables: architecture keys plus named float columns, stored as CSV.
 
 One on-disk format for every producer (supernet weak labels, proxies, benchmarks) and consumer
-(predictor, search). The file starts with one comment line naming the space, then a header
-``key,<col>...,note``. ``note`` holds the reason for any non-finite value, so nothing is turned
-silently into a number. :class:`LabelWriter` appends rows in chunks: a killed job loses at most
-one chunk and a rerun skips the keys already written.
+(predictor, search): a plain CSV with the header ``key,<col>...,note`` (``pandas.read_csv`` and
+spreadsheets read it as is) and a JSON sidecar ``<file>.meta.json`` holding the metadata (the
+space, the columns, the format version). Files of the first format, whose first line was
+``# nasrank label table; space=...``, are still read (and resumed). ``note`` holds the reason for
+any non-finite value, so nothing is turned silently into a number. :class:`LabelWriter` appends
+rows in chunks: a killed job loses at most one chunk and a rerun skips the keys already written;
+a torn last line is repaired only after the rest of the file was checked to be a label table of
+ours, and never through a symbolic link.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,10 +24,49 @@ from typing import Any
 
 import numpy as np
 
-from nasrank.errors import LabelTableError, SpaceMismatchError
+from nasrank.errors import LabelTableError, SpaceMismatchError, UnsafePathError
+from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 
-HEADER_PREFIX = "# nasrank label table; space="
+HEADER_PREFIX = "# nasrank label table; space="  # first line of the old format (still read)
 NOTE = "note"
+META_SUFFIX = ".meta.json"
+FORMAT = "nasrank label table"
+FORMAT_VERSION = 2
+
+
+def meta_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of the label table at ``path`` (``<file>.meta.json``)."""
+    p = Path(path)
+    return p.with_name(p.name + META_SUFFIX)
+
+
+def write_meta(path: str | os.PathLike, space: str, columns: Sequence[str]) -> None:
+    """Write the sidecar of ``path`` atomically (temporary file, then rename)."""
+    meta = meta_path(path)
+    refuse_symlink(meta, "label table metadata")
+    tmp = meta.with_name(meta.name + ".tmp")
+    with disk_full_guard(meta):
+        tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "space": space,
+                                   "columns": list(columns)}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, meta)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of ``path`` as a dict (``{}`` when there is none)."""
+    meta = meta_path(path)
+    if not meta.is_file():
+        return {}
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LabelTableError(f"label table metadata {str(meta)!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise LabelTableError(
+            f"{str(meta)!r} is not the metadata of a nasrank label table (expected a JSON object "
+            f"with \"format\": \"{FORMAT}\")")
+    if not isinstance(data.get("space", ""), str):
+        raise LabelTableError(f"{str(meta)!r}: 'space' must be a string, got {data['space']!r}")
+    return data
 
 
 class LabelTable:
@@ -113,16 +158,20 @@ class LabelTable:
 
     # -- files
     def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the table as plain CSV plus its ``.meta.json`` sidecar (both atomically)."""
         path = Path(path)
+        refuse_symlink(path, "label table")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            f.write(f"{HEADER_PREFIX}{self.space}\n")
-            w = csv.writer(f)
-            w.writerow(["key", *self.names, NOTE])
-            for i, k in enumerate(self.keys):
-                w.writerow([k, *(_fmt(self.columns[n][i]) for n in self.names), self.notes[i]])
-        os.replace(tmp, path)  # atomic: a crash never leaves half a file
+        with disk_full_guard(path):
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["key", *self.names, NOTE])
+                for i, k in enumerate(self.keys):
+                    w.writerow([k, *(_fmt(self.columns[n][i]) for n in self.names),
+                                self.notes[i]])
+            write_meta(path, self.space, self.names)
+            os.replace(tmp, path)  # atomic: a crash never leaves half a file
 
     @classmethod
     def read_csv(
@@ -134,14 +183,32 @@ class LabelTable:
         path = Path(path)
         if not path.is_file():
             raise LabelTableError(f"label table file {str(path)!r} does not exist")
-        with open(path, newline="") as f:
-            first = f.readline()
-            file_space = ""
-            if first.startswith(HEADER_PREFIX):
-                file_space = first[len(HEADER_PREFIX):].strip()
-            else:
-                f.seek(0)
-            reader = csv.reader(f)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise LabelTableError(
+                f"label table {str(path)!r} is not a UTF-8 text file (byte {err.start}); "
+                f"expected a CSV with a 'key' column") from None
+        return cls._parse(text, path, space=space, required=required)
+
+    @classmethod
+    def _parse(cls, text: str, path: Path, *, space: str | None,
+               required: Sequence[str] = ()) -> LabelTable:
+        if "\x00" in text:
+            raise LabelTableError(
+                f"label table {str(path)!r} contains NUL bytes: a binary file, not a CSV")
+        meta = read_meta(path)
+        file_space = meta.get("space", "")
+        f = io.StringIO(text, newline="")
+        first = f.readline()
+        skipped = 0
+        if first.startswith(HEADER_PREFIX):
+            file_space = first[len(HEADER_PREFIX):].strip()
+            skipped = 1
+        else:
+            f.seek(0)
+        reader = csv.reader(f)
+        try:
             header = next(reader, None)
             if not header:
                 raise LabelTableError(f"label table {str(path)!r} is empty (no header line)")
@@ -158,7 +225,8 @@ class LabelTable:
                         f"label table {str(path)!r} lacks required column {name!r}; has {names}"
                     )
             keys, notes, rows = [], [], []
-            for lineno, rec in enumerate(reader, start=3 if file_space else 2):
+            for rec in reader:
+                lineno = reader.line_num + skipped
                 if not rec:
                     continue
                 if len(rec) != len(header):
@@ -176,6 +244,10 @@ class LabelTable:
                 keys.append(key)
                 notes.append(rec[ncol] if ncol is not None else "")
                 rows.append(vals)
+        except csv.Error as err:
+            raise LabelTableError(
+                f"label table {str(path)!r} line {reader.line_num + skipped} is not valid CSV: "
+                f"{err}") from None
         if space is not None and file_space and file_space != space:
             raise SpaceMismatchError(
                 f"label table {str(path)!r} is for space {file_space!r}, expected {space!r}"
@@ -220,9 +292,10 @@ class LabelWriter:
         self.chunk_size = chunk_size
         self._pending: list[list[str]] = []
         self.done: set[str] = set()
+        refuse_symlink(self.path, "label table")
+        refuse_symlink(meta_path(self.path), "label table metadata")
         if self.path.exists() and self.path.stat().st_size > 0:
-            self._repair_tail()
-            existing = LabelTable.read_csv(self.path, space=space)
+            existing = self._validate_and_repair()
             if existing.names != self.columns:
                 raise LabelTableError(
                     f"{str(self.path)!r} has columns {existing.names}, this job writes "
@@ -231,17 +304,60 @@ class LabelWriter:
             self.done = set(existing.keys)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w", newline="") as f:
-                f.write(f"{HEADER_PREFIX}{space}\n")
-                csv.writer(f).writerow(["key", *self.columns, NOTE])
+            write_meta(self.path, space, self.columns)
+            self._write_rows([["key", *self.columns, NOTE]])
 
-    def _repair_tail(self) -> None:
-        """Drop a partial last line left by a kill in the middle of a write."""
+    def _validate_and_repair(self) -> LabelTable:
+        """Check the whole file is a label table of ours, then drop a torn last line.
+
+        A kill in the middle of a write leaves a partial last line (no newline); anything else
+        wrong (a binary file, a foreign CSV, a bad row in the middle) is refused and nothing is
+        cut.
+        """
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
+        cut = data.rfind(b"\n") + 1 if not data.endswith(b"\n") else len(data)
+        try:
+            body, tail = data[:cut].decode("utf-8"), data[cut:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsafePathError(
+                f"{str(self.path)!r} is not a UTF-8 text file, so not a nasrank label table; "
+                f"refusing to modify it: move it away or use another output path") from None
+        if "\x00" in body + tail or (cut == 0 and tail):
+            raise UnsafePathError(
+                f"{str(self.path)!r} is not a nasrank label table (binary data or no complete "
+                f"header line); refusing to modify it: move it away or use another output path")
+        try:
+            existing = LabelTable._parse(body, self.path, space=self.space)
+        except SpaceMismatchError:
+            raise
+        except LabelTableError as err:
+            raise UnsafePathError(
+                f"{err}; refusing to modify {str(self.path)!r}: fix or move it away") from None
+        lines = body.splitlines()
+        header = lines[1] if lines[0].startswith(HEADER_PREFIX) and len(lines) > 1 else lines[0]
+        if next(csv.reader([header]), [None])[:1] != ["key"] or not header.endswith(NOTE):
+            raise UnsafePathError(
+                f"{str(self.path)!r} has header {header!r}, not one written by nasrank "
+                f"('key,<columns>,note'); refusing to modify it: use another output path")
+        if tail:
+            fields = next(csv.reader([tail]), [])
+            if len(fields) > len(existing.names) + 2:
+                raise UnsafePathError(
+                    f"{str(self.path)!r}: its unfinished last line {tail[:60]!r} is not a torn "
+                    f"row of this table; refusing to modify it")
+            fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                os.ftruncate(fd, cut)
+            finally:
+                os.close(fd)
+        return existing
+
+    def _write_rows(self, rows: list[list[str]]) -> None:
+        with disk_full_guard(self.path):
+            with open_append(self.path, "label table") as f:
+                csv.writer(f).writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
 
     def add(self, key: str, values: Mapping[str, float], note: str = "") -> None:
         missing = [c for c in self.columns if c not in values]
@@ -264,10 +380,7 @@ class LabelWriter:
     def flush(self) -> None:
         if not self._pending:
             return
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerows(self._pending)
-            f.flush()
-            os.fsync(f.fileno())
+        self._write_rows(self._pending)
         self._pending.clear()
 
     def __enter__(self) -> LabelWriter:

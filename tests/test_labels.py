@@ -130,3 +130,104 @@ def test_nbsuite_zero_layout_with_naslib_keys(tmp_path):
     assert math.isnan(t.column("zc_jacov")[1])
     with pytest.raises(LabelTableError, match="'cifar100'"):
         load_nbsuite_zero(p, dataset="cifar100")
+
+
+# ----------------------------------------------------------------------------- issue 17/19
+from nasrank.errors import DiskFullError, UnsafePathError  # noqa: E402
+
+
+def test_new_tables_are_plain_csv_with_a_json_sidecar(tmp_path):
+    import csv
+
+    t = LabelTable(["a", "b"], {"x": [1.0, 2.5]}, space="nb201")
+    t.to_csv(tmp_path / "t.csv")
+    with LabelWriter(tmp_path / "w.csv", ["x", "y"], space="cvpr2021") as w:
+        w.add("k", {"x": 1.0, "y": float("nan")})
+    for name, cols, space in (("t.csv", ["x"], "nb201"), ("w.csv", ["x", "y"], "cvpr2021")):
+        with open(tmp_path / name, newline="") as f:   # what pandas.read_csv sees: a plain CSV
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["key", *cols, "note"]
+        meta = json.loads((tmp_path / (name + ".meta.json")).read_text())
+        assert meta["space"] == space and meta["columns"] == cols
+    assert LabelTable.read_csv(tmp_path / "t.csv").space == "nb201"
+    with pytest.raises(SpaceMismatchError, match="'cvpr2021'"):
+        LabelTable.read_csv(tmp_path / "w.csv", space="nb201")
+
+
+def test_old_tables_with_the_comment_line_still_read_and_resume(tmp_path):
+    p = tmp_path / "old.csv"
+    p.write_text("# nasrank label table; space=nb201\nkey,acc,note\nk0,1.0,\nk1,0.")
+    with pytest.raises(SpaceMismatchError):
+        LabelWriter(p, ["acc"], space="nb101")
+    w = LabelWriter(p, ["acc"], space="nb201")
+    assert w.done == {"k0"}
+    w.add("k1", {"acc": 2.0})
+    t = w.table()
+    assert t.keys == ["k0", "k1"] and t.space == "nb201" and list(t.column("acc")) == [1.0, 2.0]
+
+
+def test_writer_never_writes_through_a_symlink(tmp_path):
+    victim = tmp_path / "precious.csv"
+    victim.write_text("key,acc,note\nk0,1.0,\nk1,2")       # looks torn, but is not ours to cut
+    link = tmp_path / "weak_labels.csv"
+    link.symlink_to(victim)
+    before = victim.read_bytes()
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        LabelWriter(link, ["acc"], space="nb201")
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        LabelTable(["a"], {"acc": [1.0]}).to_csv(link)
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)) * 4,                                 # binary
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",                # binary with a newline
+    b"name,score\nx,1\ny,2",                               # foreign CSV, unfinished last line
+    b"key,acc,note\nk0,1.0,\nk1,abc,\nk2,3",               # ours, but a bad row in the middle
+    b"key,acc\nk0,1.0\nk1,2",                              # no note column: not written by us
+])
+def test_repair_refuses_files_that_are_not_our_table_and_cuts_nothing(tmp_path, content):
+    p = tmp_path / "weak_labels.csv"
+    p.write_bytes(content)
+    with pytest.raises(UnsafePathError, match="refusing to modify"):
+        LabelWriter(p, ["acc"], space="nb201")
+    assert p.read_bytes() == content
+
+
+def test_binary_or_non_utf8_table_is_a_clear_error(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"key,acc\n\xff\xfe,1\n")
+    with pytest.raises(LabelTableError, match="not a UTF-8 text file"):
+        LabelTable.read_csv(p)
+    p.write_bytes(b"key,acc\nk,1\x00\n")
+    with pytest.raises(LabelTableError, match="NUL"):
+        LabelTable.read_csv(p)
+
+
+class _FullDisk:
+    """A file object whose writes fail like a full disk."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, *_):
+        raise OSError(28, "No space left on device")  # errno.ENOSPC
+
+    def flush(self):
+        pass
+
+
+def test_disk_full_on_append_names_the_file_and_says_rerun_resumes(tmp_path, monkeypatch):
+    import nasrank.spaces.labels as labels
+
+    p = tmp_path / "weak_labels.csv"
+    w = LabelWriter(p, ["acc"], space="nb201", chunk_size=1)
+    w.add("k0", {"acc": 1.0})
+    monkeypatch.setattr(labels, "open_append", lambda *a, **k: _FullDisk())
+    with pytest.raises(DiskFullError, match=r"weak_labels\.csv.*resumes"):
+        w.add("k1", {"acc": 2.0})
+    monkeypatch.undo()
+    assert LabelWriter(p, ["acc"], space="nb201").done == {"k0"}
