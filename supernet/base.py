@@ -106,6 +106,20 @@ class Supernet(nn.Module, ABC):
     def bn_modules(self) -> list[nn.modules.batchnorm._BatchNorm]:
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
+    def largest_arch(self) -> Arch:
+        """The largest architecture of the space (the teacher of NCS's fixed and running
+        teacher strategies). A space without one raises :class:`~nasrank.errors.NasrankError`."""
+        raise NasrankError(
+            f"{type(self).__name__} defines no largest architecture; teacher strategies "
+            f"(running/fixed teacher) need one")
+
+    def smallest_arch(self) -> Arch:
+        """The smallest architecture of the space (the sandwich rule's extra student). A space
+        without one raises :class:`~nasrank.errors.NasrankError`."""
+        raise NasrankError(
+            f"{type(self).__name__} defines no smallest architecture; the sandwich rule needs "
+            f"one")
+
 
 def unwrap(model: nn.Module) -> Supernet:
     """The supernet inside a ``DistributedDataParallel`` wrapper (or the supernet itself)."""
@@ -219,16 +233,28 @@ class StrictFairSampler(ArchSampler):
 class StepStrategy(_Checkpointable):
     """The loss of each path visited in one training step (default: cross-entropy).
 
-    The trainer calls ``begin_step(model, x, y, archs)`` once per batch, then for each
-    ``archs[i]`` in order ``loss(model, x, y, archs[i], i)`` and backpropagates it divided by
-    ``len(archs)``. ``model`` may be a ``DistributedDataParallel`` wrapper: call ``model(x, arch)``
-    for outputs whose gradients must be synchronised, :func:`unwrap` for the bare supernet.
-    Subclasses (knowledge distillation from a running teacher, ranking distillation) override
-    these hooks and keep their state in ``state_dict`` so it is checkpointed with the weights.
+    The trainer calls ``begin_epoch(model, epoch)`` at the start of every epoch; for each batch
+    it takes the batch's sampled architectures, asks ``paths(archs)`` which paths to run on it
+    (default: exactly those; a running teacher puts the largest architecture first), calls
+    ``begin_step(model, x, y, paths)``, then for each ``paths[i]`` in order
+    ``loss(model, x, y, paths[i], i)`` and backpropagates it divided by the number of paths of
+    the whole step. ``loss`` may return ``None`` for a path whose loss it folds into a later
+    path's (a pairwise ranking term needs both graphs); a loss may run several forwards.
+    Gradients are averaged across ranks once per step, after the last backward. ``model`` may be
+    a ``DistributedDataParallel`` wrapper: call ``model(x, arch)`` for outputs, :func:`unwrap`
+    for the bare supernet. Subclasses keep their state in ``state_dict`` so it is checkpointed
+    with the weights.
     """
 
     def __init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss()
+
+    def begin_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Called at the start of every epoch, also the first one of a resumed run."""
+
+    def paths(self, archs: list[Arch]) -> list[Arch]:
+        """The paths run on one batch whose sampled architectures are ``archs``."""
+        return list(archs)
 
     def begin_step(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, archs: list[Arch]
@@ -237,7 +263,7 @@ class StepStrategy(_Checkpointable):
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, arch: Arch, index: int
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         return self.criterion(model(x, arch), y)
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -217,23 +218,49 @@ class SlimLinear(nn.Module):
         return out
 
 
+def _bn_keys(sharing: str, in_choices: tuple[int, ...], widths: tuple[int, ...]
+             ) -> dict[str, int]:
+    """Stored BatchNorm state per key -> its number of channels (the NCS BN schemes; the same
+    keys and sizes as a conv bias under the conv schemes)."""
+    if sharing == "full":
+        return {"full": widths[-1]}
+    if sharing == "front":
+        return {f"in{i}": widths[-1] for i in in_choices}
+    if sharing == "end":
+        return {f"out{c}": c for c in widths}
+    return {f"in{i}_out{c}": c for i in in_choices for c in widths}
+
+
 class SlimBatchNorm2d(nn.Module):
-    """BatchNorm over a varying number of channels (read from ``x``). ``full``: one set of
-    affine parameters and running statistics of the widest choice, sliced to ``[:c]`` (a
-    train-mode forward updates exactly the first ``c`` running statistics); ``front``, ``end``,
-    ``independent``: one ``BatchNorm2d`` state per width (module docstring). Same arithmetic as
-    ``nn.BatchNorm2d`` with ``track_running_stats=True``."""
+    """BatchNorm over a varying number of channels ``c`` (read from ``x``) after a layer whose
+    input width ``c_in`` varies over ``in_choices`` (NCS's BN sharing, module docstring):
+
+    * ``full``: one BN of the widest width, sliced to ``[:c]`` for every choice;
+    * ``front``: one BN of the widest width per input width ``c_in`` of the conv before it,
+      sliced to ``[:c]`` (choices with the same input width share);
+    * ``end``: one BN of ``c`` channels per output width ``c`` (same output width share);
+    * ``independent``: one BN per ``(c_in, c)`` pair (nothing shared).
+
+    Affine parameters, running statistics and the batch counter all follow the key; a
+    train-mode forward updates exactly the ``[:c]`` running statistics of its key. Same
+    arithmetic as ``nn.BatchNorm2d`` with ``track_running_stats=True``. ``in_choices=None``
+    means the layer before has a single input width: then ``front`` = ``full`` and
+    ``independent`` = ``end``, and ``c_in`` need not be passed.
+    """
 
     def __init__(
-        self, widths: Sequence[int], *, sharing: str = "full", eps: float = 1e-5,
-        momentum: float | None = 0.1,
+        self, widths: Sequence[int], *, in_choices: Sequence[int] | None = None,
+        sharing: str = "full", eps: float = 1e-5, momentum: float | None = 0.1,
     ) -> None:
         super().__init__()
         self.widths = _check_widths(widths, "widths")
+        self.in_choices = None if in_choices is None else _check_widths(in_choices, "in_choices")
         self.sharing = check_sharing(sharing)
         self.eps, self.momentum = eps, momentum
-        sizes = ({"full": self.widths[-1]} if self.sharing == "full"
-                 else {f"w{c}": c for c in self.widths})
+        # with one unnamed input width, keying on it is keying on nothing
+        self._scheme = ({"front": "full", "independent": "end"}.get(self.sharing, self.sharing)
+                        if self.in_choices is None else self.sharing)
+        sizes = _bn_keys(self._scheme, self.in_choices or (), self.widths)
         self.weight = nn.ParameterDict({k: nn.Parameter(torch.ones(n)) for k, n in sizes.items()})
         self.bias = nn.ParameterDict({k: nn.Parameter(torch.zeros(n)) for k, n in sizes.items()})
         for k, n in sizes.items():
@@ -242,7 +269,7 @@ class SlimBatchNorm2d(nn.Module):
             self.register_buffer(f"num_batches_tracked_{k}", torch.tensor(0, dtype=torch.long))
 
     def reset_running_stats(self) -> None:
-        """As ``nn.BatchNorm2d.reset_running_stats``, for every stored width (BN recalibration
+        """As ``nn.BatchNorm2d.reset_running_stats``, for every stored key (BN recalibration
         before weight-sharing evaluation relies on it)."""
         for name, buf in self.named_buffers(recurse=False):
             if name.startswith("running_mean_") or name.startswith("num_batches_tracked_"):
@@ -250,34 +277,67 @@ class SlimBatchNorm2d(nn.Module):
             else:
                 buf.fill_(1.0)
 
-    def key(self, c: int) -> str:
+    def key(self, c: int, c_in: int | None = None) -> str:
+        """The stored BN serving output width ``c`` after input width ``c_in``."""
         if c not in self.widths:
             raise InvalidArchitectureError(
                 f"BatchNorm width {c!r} is not one of this layer's choices {self.widths}")
-        return "full" if self.sharing == "full" else f"w{c}"
+        if self.in_choices is not None:
+            if c_in is None and self._scheme in ("front", "independent"):
+                if len(self.in_choices) != 1:
+                    raise InvalidArchitectureError(
+                        f"BatchNorm with {self.sharing!r} sharing needs the input width c_in of "
+                        f"the layer before it (one of {self.in_choices})")
+                c_in = self.in_choices[0]
+            if c_in is not None and c_in not in self.in_choices:
+                raise InvalidArchitectureError(
+                    f"input width {c_in!r} is not one of the input choices {self.in_choices} "
+                    f"of the layer before this BatchNorm")
+        return {"full": "full", "front": f"in{c_in}", "end": f"out{c}",
+                "independent": f"in{c_in}_out{c}"}[self._scheme]
 
-    def _state(self, c: int) -> dict[str, torch.Tensor]:
-        k = self.key(c)
+    def _state(self, c: int, c_in: int | None) -> dict[str, torch.Tensor]:
+        k = self.key(c, c_in)
         return {"weight": self.weight[k][:c], "bias": self.bias[k][:c],
                 "running_mean": getattr(self, f"running_mean_{k}")[:c],
                 "running_var": getattr(self, f"running_var_{k}")[:c],
                 "num_batches_tracked": getattr(self, f"num_batches_tracked_{k}")}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self._state(x.shape[1])
+    def forward(self, x: torch.Tensor, c_in: int | None = None) -> torch.Tensor:
+        """BatchNorm of ``x`` (``c = x.shape[1]`` channels); ``c_in``: the input width of the
+        layer before (needed by ``front``/``independent`` when it has several choices)."""
+        s = self._state(x.shape[1], c_in)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training:
             s["num_batches_tracked"].add_(1)
             if self.momentum is None:  # cumulative average, as nn.BatchNorm2d
                 factor = 1.0 / float(s["num_batches_tracked"])
         # The running statistics are views of the stored buffers: batch_norm updates them in
-        # place, so only the first c entries (or this width's own buffers) move.
+        # place, so only the first c entries of this key's buffers move.
         return F.batch_norm(x, s["running_mean"], s["running_var"], s["weight"], s["bias"],
                             self.training, factor, self.eps)
 
-    def export(self, c: int) -> dict[str, torch.Tensor]:
+    def export(self, c: int, c_in: int | None = None) -> dict[str, torch.Tensor]:
         """The state dict of the equivalent ``nn.BatchNorm2d(c)`` (copies)."""
-        return {k: v.detach().clone() for k, v in self._state(c).items()}
+        return {k: v.detach().clone() for k, v in self._state(c, c_in).items()}
+
+    _LEGACY = re.compile(r"^(weight\.|bias\.|running_mean_|running_var_|num_batches_tracked_)"
+                         r"w(\d+)$")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):  # type: ignore[override]
+        # Before the NCS BN schemes, front/end/independent all stored one BN per width under
+        # "w{c}": that is today's "end" (renamed on load); front/independent differ: refused.
+        legacy = [k for k in state_dict
+                  if k.startswith(prefix) and self._LEGACY.match(k[len(prefix):])]
+        if legacy and self._scheme != "end":
+            raise SharingError(
+                f"checkpoint BatchNorm {legacy[0]!r} has the old one-BN-per-width layout "
+                f"(today's 'end' sharing); this layer uses {self.sharing!r} sharing")
+        for k in legacy:
+            state_dict[prefix + self._LEGACY.sub(r"\1out\2", k[len(prefix):])] = state_dict.pop(k)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
 
 # ----------------------------------------------------------------------------- ResNet-20
@@ -296,19 +356,21 @@ class SlimBlock(nn.Module):
         conv, bn = sharing["conv"], sharing["bn"]
         self.conv1 = SlimConv2d(in_choices, mid_choices, 3, stride=stride, padding=1,
                                 sharing=conv)
-        self.bn1 = SlimBatchNorm2d(mid_choices, sharing=bn)
+        self.bn1 = SlimBatchNorm2d(mid_choices, in_choices=in_choices, sharing=bn)
         self.conv2 = SlimConv2d(mid_choices, out_choices, 3, padding=1, sharing=conv)
-        self.bn2 = SlimBatchNorm2d(out_choices, sharing=bn)
+        self.bn2 = SlimBatchNorm2d(out_choices, in_choices=mid_choices, sharing=bn)
         projects = stride != 1 or any(i != o for i in in_choices for o in out_choices)
         self.shortcut_conv = (SlimConv2d(in_choices, out_choices, 1, stride=stride, sharing=conv)
                               if projects else None)
-        self.shortcut_bn = SlimBatchNorm2d(out_choices, sharing=bn) if projects else None
+        self.shortcut_bn = (SlimBatchNorm2d(out_choices, in_choices=in_choices, sharing=bn)
+                            if projects else None)
 
     def forward(self, x: torch.Tensor, spec: BlockSpec) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x, spec.c_mid)))
-        out = self.bn2(self.conv2(out, spec.c_out))
+        c_in = x.shape[1]
+        out = torch.relu(self.bn1(self.conv1(x, spec.c_mid), c_in))
+        out = self.bn2(self.conv2(out, spec.c_out), spec.c_mid)
         if spec.projection:
-            short = self.shortcut_bn(self.shortcut_conv(x, spec.c_out))
+            short = self.shortcut_bn(self.shortcut_conv(x, spec.c_out), c_in)
         else:
             short = x
         return torch.relu(out + short)
@@ -317,15 +379,15 @@ class SlimBlock(nn.Module):
         """State dict of ``BasicBlock(spec)``."""
         state = {}
         for name, part in (("conv1", self.conv1.export(spec.c_in, spec.c_mid)),
-                           ("bn1", self.bn1.export(spec.c_mid)),
+                           ("bn1", self.bn1.export(spec.c_mid, spec.c_in)),
                            ("conv2", self.conv2.export(spec.c_mid, spec.c_out)),
-                           ("bn2", self.bn2.export(spec.c_out))):
+                           ("bn2", self.bn2.export(spec.c_out, spec.c_mid))):
             state.update({f"{name}.{k}": v for k, v in part.items()})
         if spec.projection:
             state.update({f"shortcut.0.{k}": v
                           for k, v in self.shortcut_conv.export(spec.c_in, spec.c_out).items()})
             state.update({f"shortcut.1.{k}": v
-                          for k, v in self.shortcut_bn.export(spec.c_out).items()})
+                          for k, v in self.shortcut_bn.export(spec.c_out, spec.c_in).items()})
         return state
 
 
@@ -374,7 +436,8 @@ class ChannelSupernet(Supernet):
         c = self.choices
         self.stem_conv = SlimConv2d((self.in_channels,), c[0], 3, padding=1,
                                     sharing=self.sharing["conv"])
-        self.stem_bn = SlimBatchNorm2d(c[0], sharing=self.sharing["bn"])
+        self.stem_bn = SlimBatchNorm2d(c[0], in_choices=(self.in_channels,),
+                                       sharing=self.sharing["bn"])
         blocks, c_in = [], c[0]
         for b in range(NUM_BLOCKS):
             stride = 2 if b in (3, 6) else 1
@@ -429,12 +492,20 @@ class ChannelSupernet(Supernet):
                     f"{self.choices[i]}")
         return arch
 
+    def largest_arch(self) -> CVPR2021Arch:
+        """Every position at its widest choice (NCS's teacher)."""
+        return CVPR2021Arch(tuple(c[-1] for c in self.choices))
+
+    def smallest_arch(self) -> CVPR2021Arch:
+        """Every position at its narrowest choice (the sandwich rule's smallest student)."""
+        return CVPR2021Arch(tuple(c[0] for c in self.choices))
+
     def forward(self, x: torch.Tensor, arch: CVPR2021Arch) -> torch.Tensor:
         arch = self.check_arch(arch)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise NasrankError(
                 f"expected input [batch, {self.in_channels}, H, W], got {tuple(x.shape)}")
-        x = torch.relu(self.stem_bn(self.stem_conv(x, arch.widths[0])))
+        x = torch.relu(self.stem_bn(self.stem_conv(x, arch.widths[0]), self.in_channels))
         for block, spec in zip(self.blocks, block_plan(arch)):
             x = block(x, spec)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
@@ -455,7 +526,8 @@ class ChannelSupernet(Supernet):
         net = self.space.build(arch, self.num_classes, in_channels=self.in_channels)
         c1 = arch.widths[0]
         state = {f"stem.0.{k}": v for k, v in self.stem_conv.export(self.in_channels, c1).items()}
-        state.update({f"stem.1.{k}": v for k, v in self.stem_bn.export(c1).items()})
+        state.update({f"stem.1.{k}": v
+                      for k, v in self.stem_bn.export(c1, self.in_channels).items()})
         for b, (block, spec) in enumerate(zip(self.blocks, block_plan(arch))):
             state.update({f"blocks.{b}.{k}": v for k, v in block.export(spec).items()})
         state.update({f"fc.{k}": v

@@ -95,6 +95,21 @@ class NB201Supernet(Supernet):
     def check_arch(self, arch: Any) -> NB201Arch:
         return self.space._check(arch)
 
+    def largest_arch(self) -> NB201Arch:
+        """``nor_conv_3x3`` on every edge: the unique cell of maximal parameters and FLOPs (every
+        other op has fewer of both), the "largest" NB201 network PicoNAS's sandwich trainer
+        uses as teacher. NB201 widths are fixed, so this is "largest" by cost only."""
+        return NB201Arch(("nor_conv_3x3",) * len(EDGES))
+
+    def smallest_arch(self) -> NB201Arch:
+        """Refused: the cells of least cost are not one network. ``none``, ``skip_connect``
+        and ``avg_pool_3x3`` all have no parameters, and all-``none`` cells compute a
+        constant, so "the smallest architecture" of the sandwich rule is undefined here."""
+        raise InvalidArchitectureError(
+            "NB201 has no smallest architecture: cells made of none/skip_connect/avg_pool_3x3 "
+            "all have zero cell parameters (all-none computes a constant); the sandwich rule "
+            "needs a space with widths, e.g. the CVPR 2021 channel space")
+
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
         if not isinstance(arch, NB201Arch):
             arch = self.check_arch(arch)

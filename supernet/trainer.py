@@ -1,18 +1,28 @@
 """Supernet training: sampled paths, gradient accumulation, checkpoints, DistributedDataParallel.
 
-Each step takes one batch, asks the sampler for the step's architectures, backpropagates each
-path's loss (from the :class:`~supernet.base.StepStrategy`) divided by their number, then makes
-one SGD step (cosine schedule per step). Architectures come from a numpy Generator seeded by
-``(seed, epoch)`` and the data order from ``(seed, epoch)`` too, so a run killed after any epoch
-and resumed from its checkpoint ends with exactly the weights of an uninterrupted run.
+Each step asks the sampler for the step's architectures (NCS's *architecture batch*). With
+``same_batch=True`` (default) all of them run on one data batch; with ``same_batch=False`` the
+step consumes one batch per architecture (architecture ``i`` on batch ``i``; leftover batches at
+the end of an epoch that cannot serve a whole step are skipped). On each batch the
+:class:`~supernet.base.StepStrategy` chooses the paths to run (``paths``: e.g. a running teacher
+first) and their losses; every loss is backpropagated divided by the number of paths of the
+step, then one SGD step is made. The learning rate follows a cosine schedule over the batches of
+the run (one scheduler step per batch consumed, so the schedule does not depend on the
+architecture batch). Architectures come from a numpy Generator seeded by ``(seed, epoch)`` and
+the data order from ``(seed, epoch)`` too; the sampler's and the strategy's state (a fixed
+teacher's weights, a teacher's score cache) travel in the checkpoint, so a run killed after any
+epoch and resumed from its checkpoint ends with exactly the weights of an uninterrupted run.
 
 Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the model is wrapped in
-``DistributedDataParallel`` (backend ``gloo`` on CPU, ``nccl`` on CUDA): every rank draws the same
-architectures from the same seed and takes its contiguous share of each global batch
-(``batch_size`` must divide by the world size); gradients of all paths are averaged across ranks
-once per step. BatchNorm statistics stay per rank (plain DDP; rank 0's running statistics are
-broadcast at every forward), so with BatchNorm a distributed run equals a single-process run
-only up to those batch statistics.
+``DistributedDataParallel`` (backend ``gloo`` on CPU, ``nccl`` on CUDA), which broadcasts rank 0's
+initial weights: every rank draws the same architectures from the same seed and takes its
+contiguous share of each global batch (``batch_size`` must divide by the world size). Every
+backward runs under ``no_sync`` and the accumulated gradients are averaged across ranks once per
+step, after the step's last backward; so a strategy may run any number of forwards per loss (a
+teacher, a pair of paths for a ranking loss), which DDP's own hook-based reduction does not
+allow. Every rank must therefore run the same paths (same seed, same strategy). BatchNorm
+statistics stay per rank (rank 0's are checkpointed), so with BatchNorm a distributed run equals
+a single-process run only up to those batch statistics.
 """
 
 from __future__ import annotations
@@ -74,6 +84,22 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return 0, 1
 
 
+def _average_gradients(supernet: torch.nn.Module, world: int) -> None:
+    """Average the accumulated gradients across ranks (one all-reduce of their concatenation).
+    Parameters without a gradient (ops of no visited path) keep none: every rank ran the same
+    paths, so the same parameters have gradients everywhere."""
+    grads = [p.grad for p in supernet.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
     return Path(checkpoint_dir) / CHECKPOINT_NAME
 
@@ -103,8 +129,12 @@ def train_supernet(
     device: str | torch.device = "cpu", seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None, strategy: StepStrategy | None = None,
     progress: bool = True, on_epoch_end: Callable[[int], None] | None = None,
+    same_batch: bool = True,
 ) -> SupernetTrainStats:
     """Train ``supernet`` in place on ``data.train``; see the module docstring.
+
+    ``same_batch``: all architectures of a step on one batch (True) or each on its own batch
+    (False: a step of ``n`` architectures consumes ``n`` batches).
 
     ``checkpoint_dir`` receives ``supernet.pt`` after every epoch (rank 0 writes it); when it
     already holds one from the same configuration the run resumes, and a checkpoint of another
@@ -124,8 +154,10 @@ def train_supernet(
         torch.cuda.set_device(device)
     if batch_size % world:
         raise NasrankError(f"batch_size {batch_size} must divide by the world size {world}")
+    if not isinstance(same_batch, bool):
+        raise NasrankError(f"same_batch must be True or False, got {same_batch!r}")
     n_train = len(data.train)  # type: ignore[arg-type]
-    steps_per_epoch = n_train // batch_size
+    steps_per_epoch = n_train // batch_size  # batches per epoch (= steps when same_batch)
     if steps_per_epoch < 1:
         raise NasrankError(f"batch_size {batch_size} exceeds the {n_train} training images")
     local = batch_size // world
@@ -137,6 +169,8 @@ def train_supernet(
         "momentum": float(momentum), "weight_decay": float(weight_decay), "seed": int(seed),
         "world_size": world,
     }
+    if not same_batch:  # recorded only when set, so older checkpoints stay resumable
+        config["same_batch"] = False
     supernet.to(device)
     opt = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum,
                           weight_decay=weight_decay)
@@ -155,10 +189,11 @@ def train_supernet(
 
     model: torch.nn.Module = supernet
     if world > 1:
-        # find_unused_parameters: a sampled path leaves the other ops' weights without gradient.
+        # every backward runs under no_sync (gradients are averaged by _average_gradients), so
+        # DDP's reducer never searches for unused parameters
         model = torch.nn.parallel.DistributedDataParallel(
-            supernet, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)
+            supernet, device_ids=[device.index] if device.type == "cuda" else None)
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)
 
     bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
                desc="supernet", disable=not progress or rank != 0)
@@ -167,32 +202,53 @@ def train_supernet(
         t0 = time.perf_counter()
         rng = np.random.default_rng([int(seed), epoch])
         model.train()
+        strategy.begin_epoch(model, epoch)
         order = epoch_order(n_train, seed, epoch)
-        for idx in iterate_batches(data.train, batch_size, order=order, drop_last=True):
-            x, y = get_batch(data.train, idx[rank * local:(rank + 1) * local], device)
+        batches = list(iterate_batches(data.train, batch_size, order=order, drop_last=True))
+        pos = 0
+        while pos < len(batches):
             archs = sampler.sample(rng)
+            if not archs:
+                raise NasrankError(f"{type(sampler).__name__}.sample returned no architecture")
+            # (batch, its sampled architectures): one batch for all, or one batch per arch
+            take = 1 if same_batch else len(archs)
+            if pos + take > len(batches):  # the epoch's last batches cannot serve a whole step
+                for _ in range(len(batches) - pos):
+                    sched.step()
+                bar.update(len(batches) - pos)
+                break
+            groups = ([(batches[pos], archs)] if same_batch
+                      else [(b, [a]) for b, a in zip(batches[pos:pos + take], archs)])
+            plans = [(idx, strategy.paths(group)) for idx, group in groups]
+            n_paths = sum(len(p) for _, p in plans)
             opt.zero_grad(set_to_none=True)
-            strategy.begin_step(model, x, y, archs)
             total = 0.0
-            for i, arch in enumerate(archs):
-                # DDP averages gradients once per step: at the step's last backward
-                last = i == len(archs) - 1 or world == 1
-                no_sync = getattr(model, "no_sync", contextlib.nullcontext)
-                with contextlib.nullcontext() if last else no_sync():
-                    loss = strategy.loss(model, x, y, arch, i) / len(archs)
-                    loss.backward()
-                total += float(loss.detach())
+            with no_sync():
+                for idx, paths in plans:
+                    x, y = get_batch(data.train, idx[rank * local:(rank + 1) * local], device)
+                    strategy.begin_step(model, x, y, paths)
+                    for i, arch in enumerate(paths):
+                        loss = strategy.loss(model, x, y, arch, i)
+                        if loss is None:  # folded into a later path's loss
+                            continue
+                        loss = loss / n_paths
+                        loss.backward()
+                        total += float(loss.detach())
             if not np.isfinite(total):
                 raise NasrankError(
                     f"supernet loss is {total} at epoch {epoch} step {steps}: training diverged "
                     f"(lower lr={lr})")
+            if world > 1:
+                _average_gradients(supernet, world)
             opt.step()
-            sched.step()
+            for _ in range(take):
+                sched.step()
             steps += 1
-            paths_done += len(archs)
-            images_here += batch_size
+            pos += take
+            paths_done += n_paths
+            images_here += batch_size * take
             last_loss = total
-            bar.update(1)
+            bar.update(take)
         seconds_here += time.perf_counter() - t0
         seconds = float(seconds_before + seconds_here)
         # throughput of this call's epochs (a resumed run does not re-time the earlier ones)
