@@ -17,8 +17,6 @@ from nasrank.spaces import (
     InvalidArchitectureError,
     LabelTableError,
     NasrankError,
-    SearchSpace,
-    get_space,
 )
 from nasrank.spaces.cvpr2021 import (
     CHOICES,
@@ -167,14 +165,6 @@ def test_graph_features_hand_case():
     assert {(0, 2), (2, 4), (16, 18)} <= edges and len(edges) == 18 + 9
 
 
-@given(arch_strategy)
-@settings(max_examples=200, deadline=None)
-def test_round_trips(arch):
-    assert SPACE.parse(SPACE.format(arch)) == arch
-    assert SPACE.from_choices(SPACE.to_choices(arch)) == arch
-    assert set(SPACE.to_choices(arch)) == set(SPACE.choices())
-
-
 @given(arch_strategy, st.integers(0, 2**32 - 1))
 @settings(max_examples=200, deadline=None)
 def test_mutate_changes_one_position_within_its_choices(arch, seed):
@@ -265,9 +255,3 @@ def test_loader_errors_name_the_problem(tmp_path):
     p.write_text(head + "arch1," + GOOD + ",41.5,40.0,\n")
     b = load_cvpr2021_csv(tmp_path)  # a folder holding archs.csv
     assert math.isnan(b.value(GOOD, "gt_acc")) and b.value(GOOD, "supernet_acc_run2") == 40.0
-
-
-def test_registered_and_implements_the_protocol():
-    space = get_space("cvpr2021")
-    assert isinstance(space, SearchSpace) and space.name == "cvpr2021"
-    assert type(space) is type(SPACE)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from nasrank.spaces import InvalidArchitectureError, NasrankError
-from nasrank.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space, canonicalize
+from nasrank.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Space
 
 SPACE = NB201Space()
 ops_strategy = st.tuples(*[st.sampled_from(OPS)] * len(EDGES)).map(NB201Arch)
@@ -49,32 +49,6 @@ def test_flops_rank_like_published_zc_flops(nb201_bench):
     assert spearmanr(ours, pub[mask]).statistic >= 0.99
 
 
-@pytest.mark.parametrize("text", [
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-])
-def test_built_network_matches_analytic_cost(text):
-    arch = SPACE.parse(text)
-    net = SPACE.build(arch)
-    flops, params = SPACE.cost(arch)
-    assert sum(p.numel() for p in net.parameters()) == round(params * 1e6)
-    macs = 0
-
-    def hook(mod, inp, out):
-        nonlocal macs
-        if isinstance(mod, torch.nn.Conv2d):
-            macs += out.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1] // mod.groups
-        elif isinstance(mod, torch.nn.Linear):
-            macs += mod.in_features * mod.out_features
-
-    for m in net.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            m.register_forward_hook(hook)
-    out = net(torch.randn(1, 3, 32, 32))
-    assert out.shape == (1, 10)
-    assert macs == round(flops * 1e6)
-
-
 def test_any_classes_and_input_size():
     arch = SPACE.parse("|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_3x3~1|skip_connect~2|")
     net = SPACE.build(arch, num_classes=7, C=4, N=1, in_channels=1)
@@ -87,15 +61,6 @@ def test_canonical_key_hand_case():
     assert SPACE.key(a) == "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
     dead = SPACE.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|")
     assert SPACE.key(dead) == "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
-
-
-@given(ops_strategy)
-@settings(max_examples=200, deadline=None)
-def test_round_trip_and_canonical_idempotent(arch):
-    assert SPACE.parse(SPACE.format(arch)) == arch
-    c = canonicalize(arch)
-    assert canonicalize(c) == c
-    assert SPACE.from_choices(SPACE.to_choices(arch)) == arch
 
 
 @given(ops_strategy, st.integers(0, 2**32 - 1))

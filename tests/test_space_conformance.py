@@ -31,7 +31,7 @@ SMALL: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 INPUT_SHAPE = (2, 8, 8)
 NUM_CLASSES = 5
-N_ARCHS = 12
+N_ARCHS = 20
 ENUMERATE_LIMIT = 20_000  # count ``enumerate()`` against ``size`` up to this size
 
 
@@ -158,7 +158,8 @@ def test_choices_round_trip(case):
         params = space.to_choices(arch)
         assert set(params) == set(choices)
         assert all(params[k] in choices[k] for k in params)
-        assert space.key(space.from_choices(params)) == space.key(arch)
+        back = space.from_choices(params)
+        assert space.key(back) == space.key(arch) and space.to_choices(back) == params
 
 
 def test_enumerate_matches_size(case):
