@@ -327,6 +327,15 @@ class MBConvSpace:
         it = iter(layers)
         return MBConvArch(tuple(tuple(next(it) for _ in range(d)) for d in self.depths))
 
+    def largest(self) -> MBConvArch:
+        """Every layer ``k7e6``: the most parameters and FLOPs."""
+        return self._from_layers([OPS[-1]] * self.num_layers)
+
+    def smallest(self) -> MBConvArch:
+        """``k3e3`` for each stage's first layer, every other layer skipped: the fewest
+        parameters and FLOPs."""
+        return self._from_layers([OPS[0] if spec.index == 0 else SKIP for spec in self._plan])
+
     # -- sampling and variation
     def sample(self, rng: np.random.Generator) -> MBConvArch:
         """Every layer uniform over its choices (uniform over the raw assignments)."""

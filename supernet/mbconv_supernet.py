@@ -81,6 +81,12 @@ class MBConvSupernet(Supernet):
     def check_arch(self, arch: Any) -> MBConvArch:
         return self.space.check(arch)
 
+    def largest_arch(self) -> MBConvArch:
+        return self.space.largest()
+
+    def smallest_arch(self) -> MBConvArch:
+        return self.space.smallest()
+
     def forward(self, x: torch.Tensor, arch: MBConvArch) -> torch.Tensor:
         arch = self.check_arch(arch)
         x = self.stem(x)

@@ -121,6 +121,18 @@ def test_size_equals_brute_force_count_of_distinct_keys():
     assert MBConvSpace().size == 117_418_896 and MBConvSpace().raw_size == 152_473_104
 
 
+def test_largest_and_smallest_by_brute_force():
+    costs = {TINY.format(a): TINY.cost(a, (3, 8, 8)) for a in TINY.enumerate()}
+    assert max(costs, key=lambda k: costs[k][1]) == TINY.format(TINY.largest()) == \
+        "k7e6-k7e6|k7e6-k7e6-k7e6"
+    assert min(costs, key=lambda k: costs[k][1]) == TINY.format(TINY.smallest()) == \
+        "k3e3-skip|k3e3-skip-skip"
+    assert max(costs.values())[0] == TINY.cost(TINY.largest(), (3, 8, 8))[0]
+    assert min(costs.values())[0] == TINY.cost(TINY.smallest(), (3, 8, 8))[0]
+    net = MBConvSupernet(TINY)
+    assert (net.largest_arch(), net.smallest_arch()) == (TINY.largest(), TINY.smallest())
+
+
 def test_mutation_changes_exactly_one_layer_and_the_key():
     rng = np.random.default_rng(0)
     for _ in range(300):
