@@ -136,27 +136,31 @@ def _used_regions(sup: ChannelSupernet, arch: CVPR2021Arch) -> dict[str, tuple]:
         regions[f"{prefix}.bank.weight.{key}"] = (slice(0, c_out), slice(0, c_in))
         regions[f"{prefix}.bank.bias.{key}"] = (slice(0, c_out),)
 
-    def bn(prefix: str, c: int) -> None:
-        key = "full" if scheme["bn"] == "full" else f"w{c}"
+    def bn(prefix: str, c_in: int, c: int) -> None:
+        # NCS: a BN is keyed like the conv before it, on that conv's input width c_in (front),
+        # its output width c (end), both (independent) or nothing (full); sliced to [:c]
+        key = {"full": "full", "front": f"in{c_in}", "end": f"out{c}",
+               "independent": f"in{c_in}_out{c}"}[scheme["bn"]]
         for part in ("weight", "bias"):
             regions[f"{prefix}.{part}.{key}"] = (slice(0, c),)
 
     w = arch.widths
     conv("stem_conv", 3, w[0], "conv")
-    bn("stem_bn", w[0])
+    bn("stem_bn", 3, w[0])
     for b, spec in enumerate(block_plan(arch)):
         conv(f"blocks.{b}.conv1", spec.c_in, spec.c_mid, "conv")
-        bn(f"blocks.{b}.bn1", spec.c_mid)
+        bn(f"blocks.{b}.bn1", spec.c_in, spec.c_mid)
         conv(f"blocks.{b}.conv2", spec.c_mid, spec.c_out, "conv")
-        bn(f"blocks.{b}.bn2", spec.c_out)
+        bn(f"blocks.{b}.bn2", spec.c_mid, spec.c_out)
         if spec.projection:
             conv(f"blocks.{b}.shortcut_conv", spec.c_in, spec.c_out, "conv")
-            bn(f"blocks.{b}.shortcut_bn", spec.c_out)
+            bn(f"blocks.{b}.shortcut_bn", spec.c_in, spec.c_out)
     conv("fc", w[18], 10, "fc")
     return regions
 
 
-@pytest.mark.parametrize("sharing", SHARING_SCHEMES)
+@pytest.mark.parametrize("sharing", [*SHARING_SCHEMES, *(
+    {"conv": "full", "bn": s, "fc": "full"} for s in SHARING_SCHEMES[1:])], ids=str)
 def test_gradient_step_changes_only_what_the_path_used(sharing):
     sup = _make(sharing, seed=5)
     arch = _archs(sup, 1, seed=7)[0]
@@ -187,7 +191,9 @@ def test_gradient_step_changes_only_what_the_path_used(sharing):
     for name, buf in sup.named_buffers():
         moved = buf != buffers[name]
         module, part = name.rsplit(".", 1)
-        stat, key = part.rsplit("_", 1)
+        stat = next(p for p in ("running_mean", "running_var", "num_batches_tracked")
+                    if part.startswith(p + "_"))
+        key = part[len(stat) + 1:]
         region = regions.get(f"{module}.weight.{key}")
         if region is None:
             assert not moved.any(), f"{name} is not on the path but moved"
@@ -209,43 +215,144 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("sharing, conv_k3, conv_k3_bias, linear_bias, bn", [
+@pytest.mark.parametrize("sharing, conv_k3, conv_k3_bias, linear_bias, bn, bn_one_in", [
     # conv in {2,4} -> out {3,5}, 3x3: full 5*4*9; front (5*2+5*4)*9; end (3+5)*4*9;
     # independent (2+4)*(3+5)*9. Biases add 5 / 2*5 / 3+5 / 2*(3+5).
-    # linear in {2,4} -> out {3,5}: the same counts without the 9; BN over {3,5}: 2*5 or 2*(3+5).
-    ("full", 180, 185, 25, 10),
-    ("front", 270, 280, 40, 16),
-    ("end", 288, 296, 40, 16),
-    ("independent", 432, 448, 64, 16),
+    # linear in {2,4} -> out {3,5}: the same counts without the 9.
+    # BN over {3,5} after a conv with inputs {2,4} (weight + bias per channel): full one BN of
+    # 5 -> 2*5; front one BN of 5 per input width -> 2*2*5; end one BN per output width ->
+    # 2*(3+5); independent one per (input, output) pair -> 2*2*(3+5). With a single input
+    # width: front = full (10), independent = end (16).
+    ("full", 180, 185, 25, 10, 10),
+    ("front", 270, 280, 40, 20, 10),
+    ("end", 288, 296, 40, 16, 16),
+    ("independent", 432, 448, 64, 32, 16),
 ])
-def test_slim_layer_parameter_counts_by_hand(sharing, conv_k3, conv_k3_bias, linear_bias, bn):
+def test_slim_layer_parameter_counts_by_hand(sharing, conv_k3, conv_k3_bias, linear_bias, bn,
+                                             bn_one_in):
     assert _count(SlimConv2d([2, 4], [3, 5], 3, sharing=sharing)) == conv_k3
     assert _count(SlimConv2d([4, 2], [5, 3], 3, bias=True, sharing=sharing)) == conv_k3_bias
     assert _count(SlimLinear([2, 4], [3, 5], sharing=sharing)) == linear_bias
-    assert _count(SlimBatchNorm2d([3, 5], sharing=sharing)) == bn
+    assert _count(SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing=sharing)) == bn
+    assert _count(SlimBatchNorm2d([5, 3], in_choices=[7], sharing=sharing)) == bn_one_in
+    assert _count(SlimBatchNorm2d([3, 5], sharing=sharing)) == bn_one_in
+    # running statistics follow the same keys: 2 float buffers per channel + 1 counter per BN
+    stats = SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing=sharing)
+    floats = sum(b.numel() for n, b in stats.named_buffers() if "num_batches" not in n)
+    counters = sum(1 for n, _ in stats.named_buffers() if "num_batches" in n)
+    assert floats == bn and counters == {"full": 1, "front": 2, "end": 2, "independent": 4}[sharing]
+
+
+@pytest.mark.parametrize("sharing, shared_with_other_input, shared_with_other_output", [
+    # NCS: front shares among choices with the same input width of the conv before the BN,
+    # end among those with the same output width, full among all, independent among none.
+    ("full", True, True),
+    ("front", False, True),
+    ("end", True, False),
+    ("independent", False, False),
+])
+def test_bn_sharing_follows_the_input_and_output_widths(
+        sharing, shared_with_other_input, shared_with_other_output):
+    """Two paths through conv(in {2,4} -> out {3,5}) + BN: does a gradient step of one move
+    the BN affine parameters (and running statistics) the other one reads?"""
+    def touched(c_in: int, c_out: int) -> dict[str, torch.Tensor]:
+        bn = SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing=sharing)
+        x = torch.randn(6, c_out, 2, 2, generator=torch.Generator().manual_seed(0))
+        bn.train()
+        (bn(x, c_in=c_in) * torch.arange(1.0, c_out + 1).view(1, -1, 1, 1)).sum().backward()
+        grads = {}
+        for name, p in bn.named_parameters():
+            if p.grad is not None and p.grad.abs().sum() > 0:
+                grads[name] = p.grad.abs() > 0
+        return grads
+
+    def reads(c_in: int, c_out: int) -> set[str]:  # the stored tensors this path trains
+        return set(touched(c_in, c_out))
+
+    base = reads(2, 3)
+    assert base, "the path trains some BN parameters"
+    assert bool(base & reads(4, 3)) is shared_with_other_input
+    assert bool(base & reads(2, 5)) is shared_with_other_output
+    assert bool(base & reads(4, 5)) is (shared_with_other_input and shared_with_other_output)
+    # the path's region is the first 3 channels of the tensor it reads
+    for name, mask in touched(2, 3).items():
+        assert mask[:3].all() and not mask[3:].any(), name
+    # without the conv's input width the key is undefined when there are several
+    bn = SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing=sharing)
+    if sharing in ("front", "independent"):
+        with pytest.raises(NasrankError, match="input width"):
+            bn(torch.randn(2, 3, 2, 2))
+        with pytest.raises(NasrankError, match="input width 3"):
+            bn(torch.randn(2, 3, 2, 2), c_in=3)
+
+
+def test_old_per_width_bn_checkpoints():
+    """The old layout (one BN per width, keys "w{c}") is today's 'end': it loads there, with
+    the same values; 'front'/'independent' refuse it by name."""
+    bn = SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing="end")
+    old = {"weight.w3": torch.full((3,), 2.0), "weight.w5": torch.full((5,), 3.0),
+           "bias.w3": torch.zeros(3), "bias.w5": torch.ones(5),
+           "running_mean_w3": torch.zeros(3), "running_var_w3": torch.ones(3),
+           "num_batches_tracked_w3": torch.tensor(7), "running_mean_w5": torch.zeros(5),
+           "running_var_w5": torch.ones(5), "num_batches_tracked_w5": torch.tensor(0)}
+    bn.load_state_dict(dict(old))
+    assert torch.equal(bn.export(5)["weight"], torch.full((5,), 3.0))
+    assert int(bn.export(3)["num_batches_tracked"]) == 7
+    for mode in ("front", "independent"):
+        with pytest.raises(SharingError, match=r"'weight\.w3'.*'%s'" % mode):
+            SlimBatchNorm2d([3, 5], in_choices=[2, 4], sharing=mode).load_state_dict(dict(old))
+
+
+def test_bn_parameter_counts_of_the_full_space_by_hand():
+    """BN parameters (weight + bias) of the CVPR 2021 ResNet-20 supernet, conv and fc full.
+
+    Widths: positions 1-7 {4..16} (4 choices, max 16, sum 40), 8-13 {4..32} (8, 32, 144),
+    14-20 {4..64} (16, 64, 544). Every block projects (several widths). A BN after a conv with
+    input choices I and output choices O holds 2*max(O) (full), 2*|I|*max(O) (front),
+    2*sum(O) (end), 2*|I|*sum(O) (independent). The 28 BNs as (I, O) groups:
+    stem (3 -> G4) x1; (G4, G4) x9 (blocks 1-3: bn1, bn2, shortcut); block 4: bn1 and
+    shortcut (G4, G8), bn2 (G8, G8); blocks 5-6 (G8, G8) x6; block 7: bn1 and shortcut
+    (G8, G16), bn2 (G16, G16); blocks 8-9 (G16, G16) x6. So (1,G4) 1, (G4,G4) 9, (G4,G8) 2,
+    (G8,G8) 7, (G8,G16) 2, (G16,G16) 7.
+    """
+    full = 2 * (16 * 10 + 32 * 9 + 64 * 9)                                      # 2048
+    front = 2 * (16 + 9 * 4 * 16 + 2 * 4 * 32 + 7 * 8 * 32 + 2 * 8 * 64 + 7 * 16 * 64)
+    end = 2 * (40 * 10 + 144 * 9 + 544 * 9)                                     # 13184
+    independent = 2 * (40 + 9 * 4 * 40 + 2 * 4 * 144 + 7 * 8 * 144 + 2 * 8 * 544
+                       + 7 * 16 * 544)
+    expected = {"full": full, "front": front, "end": end, "independent": independent}
+    assert expected == {"full": 2048, "front": 21664, "end": 13184, "independent": 160656}
+    for mode, n in expected.items():
+        sup = ChannelSupernet({"conv": "full", "bn": mode, "fc": "full"}, num_classes=100)
+        assert sum(_count(m) for m in sup.bn_modules()) == n, mode
+        assert len(sup.bn_modules()) == 28
 
 
 TINY = [(4, 8)] * 20  # every position {4, 8}; 10 classes, 3 input channels
 # Hand count (see the scheme table in supernet/channel.py):
 #   stem conv 3->{4,8} 3x3: full/front 8*3*9 = 216, end/independent 12*3*9 = 324
-#   BN over {4,8}: full 2*8 = 16, else 2*12 = 24 (stem + 3 per block, all 9 blocks project)
+#   BN over {4,8} (2 per channel): full 2*8 = 16; front 2*8 per input width of the conv
+#   before it (stem: one input width, 16; blocks: two, 32); end 2*(4+8) = 24; independent
+#   24 per input width (stem 24, blocks 48). Stem + 3 per block, all 9 blocks project.
 #   block conv {4,8}->{4,8} 3x3: full 576, front/end (8*4 + 8*8)*9 = 864, independent 144*9 = 1296
 #   shortcut 1x1: full 64, front/end 96, independent 144
 #   fc {4,8}->10 with bias: full/end 10*8 + 10 = 90, front/independent 50 + 90 = 140
 TINY_COUNTS = {
     "full": 216 + 16 + 9 * (2 * 576 + 64 + 3 * 16) + 90,            # 11698
-    "front": 216 + 24 + 9 * (2 * 864 + 96 + 3 * 24) + 140,          # 17444
+    "front": 216 + 16 + 9 * (2 * 864 + 96 + 3 * 32) + 140,          # 17652
     "end": 324 + 24 + 9 * (2 * 864 + 96 + 3 * 24) + 90,             # 17502
-    "independent": 324 + 24 + 9 * (2 * 1296 + 144 + 3 * 24) + 140,  # 25760
+    "independent": 324 + 24 + 9 * (2 * 1296 + 144 + 3 * 48) + 140,  # 26408
 }
 
 
 def test_supernet_parameter_counts_by_hand():
-    assert TINY_COUNTS == {"full": 11698, "front": 17444, "end": 17502, "independent": 25760}
+    assert TINY_COUNTS == {"full": 11698, "front": 17652, "end": 17502, "independent": 26408}
     for sharing, expected in TINY_COUNTS.items():
         assert _count(ChannelSupernet(sharing, num_classes=10, choices=TINY)) == expected
-    # conv full, BN independent, fc full: 216 + 24 + 9 * (1152 + 64 + 72) + 90
-    assert _count(ChannelSupernet(MIXED, num_classes=10, choices=TINY)) == 11922
+    # conv full, BN independent, fc full: 216 + 24 + 9 * (1152 + 64 + 3 * 48) + 90
+    assert _count(ChannelSupernet(MIXED, num_classes=10, choices=TINY)) == 12570
+    # BN front vs end differ (they were one scheme before): 216 + 16 + 9 * (1216 + 96) + 90
+    assert _count(ChannelSupernet({"bn": "front"}, num_classes=10, choices=TINY)) == 12130
     # a single width everywhere: every scheme is the stand-alone network (the space's count)
     one = [(c[1],) for c in CHOICES]
     arch = CVPR2021Arch(tuple(c[0] for c in one))
@@ -359,8 +466,15 @@ def test_trainer_drives_the_channel_supernet():
         moved = {k for k, v in sup.named_parameters() if not torch.equal(v, before[k])}
         assert "fc.bank.weight.out10" in moved and "stem_conv.bank.weight.in3" in moved
         if sampler_cls is StrictFairSampler:  # both widths of every position run each step
+            # BN independent: one BN per (input, output) pair of widths. Hand count of the
+            # tensors: stem (1 input x 2 outputs) + 9 blocks x 2 BNs x (2 x 2) pairs, x2
+            # (weight and bias); every output width of every BN trains each step.
             main_bns = {k for k in before if ".bn1." in k or ".bn2." in k or "stem_bn" in k}
-            assert len(main_bns) == 19 * 2 * 2 and main_bns <= moved
+            assert len(main_bns) == 2 * (2 + 9 * 2 * 4)
+            for layer in {k.rsplit(".", 2)[0] for k in main_bns}:
+                outs = {k.rsplit("_out", 1)[1] for k in moved & main_bns
+                        if k.startswith(layer + ".")}
+                assert len(outs) == 2, layer
         arch = _archs(sup, 1, seed=0)[0]
         sup.eval()
         x = data.valid.tensors[0][:4]
