@@ -15,7 +15,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -121,7 +121,9 @@ class MBConvSupernet(Supernet):
 class MBConvSupernetConfig(Config):
     """One-path-per-layer supernet of the MBConv chain space (sizes from the space)."""
 
-    def build(self, space: MBConvSpace, *, num_classes: int, in_channels: int,
+    space: ClassVar[str] = "mbconv"
+
+    def build(self, space: MBConvSpace, *, num_classes: int, in_channels: int = 3,
               seed: int = 0) -> MBConvSupernet:
         """The supernet of ``space`` with initial weights drawn from ``seed`` (the global
         torch RNG is left as it was)."""
