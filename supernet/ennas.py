@@ -210,16 +210,19 @@ class EnsembleKDConfig(Config):
 # ----------------------------------------------------------------------------- diversity
 def choice_modules(supernet: Supernet, decision: int, choice: int) -> list[nn.Module]:
     """The modules that run choice ``choice`` of decision point ``decision``, one per position
-    where that decision acts. NB201: the edge's op in every cell; other supernets provide a
-    ``choice_modules(decision, choice)`` method."""
+    where that decision acts. NB201: the edge's op in every cell; MBConv chain: the layer's
+    candidate; other supernets provide a ``choice_modules(decision, choice)`` method."""
     own = getattr(supernet, "choice_modules", None)
     if callable(own):
         return list(own(decision, choice))
+    from .mbconv_supernet import MBConvSupernet
     from .nb201_supernet import NB201Supernet, SuperCell
 
     if isinstance(supernet, NB201Supernet):
         return [cell.edges[decision].ops[choice] for cell in supernet.cells
                 if isinstance(cell, SuperCell)]
+    if isinstance(supernet, MBConvSupernet):
+        return [supernet.blocks[decision].ops[choice]]
     raise NasrankError(f"{type(supernet).__name__} has no choice_modules(decision, choice); "
                        f"diversity sampling needs the modules of each choice")
 

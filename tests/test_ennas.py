@@ -294,3 +294,24 @@ def test_config_errors_name_the_value():
         STEP_STRATEGIES.make("ennas_kd", {"tau": -1})
     with pytest.raises(NasrankError, match="probe_size"):
         DiversitySampler(net, 2, probe_size=1)
+
+
+def test_ennas_on_the_mbconv_chain(digits):
+    from nasrank.spaces.mbconv import MBConvSpace
+    from nasrank.supernet.mbconv_supernet import MBConvSupernet
+
+    torch.manual_seed(0)
+    space = MBConvSpace(stem=4, widths=(4, 8), depths=(2, 3), strides=(1, 2), head=16)
+    net = MBConvSupernet(space, num_classes=10)
+    sampler = SAMPLERS.make("ennas_diversity", {"m": 3, "refresh_every": 2,
+                                                "probe_size": 4}).build(net)
+    sampler.bind_data(digits.train)
+    strat = STEP_STRATEGIES.make("ennas_kd").build(net)
+    train_supernet(net, digits, sampler, strategy=strat, epochs=1, batch_size=32, lr=0.05,
+                   seed=1, progress=False)
+    counts = [len(o) for o in net.decisions()]
+    assert [d.shape[0] for d in sampler.diversity] == counts
+    for d, pi, k in zip(sampler.diversity, sampler.pi, counts):
+        assert np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
+        assert np.allclose(inclusion_probabilities(d, pi, 3 % k), (3 % k) / k)
+    assert strat.stats["images"] == 2 * 32 and sampler.calls == 2

@@ -303,3 +303,19 @@ def test_train_fewshot_resumes_bitwise_and_labels_from_own_leaf(digits, tmp_path
         assert table.row(key) == own.row(key)
     with pytest.raises(NasrankError, match="one supernet per leaf"):
         FewShotSupernet(leaves, full.supernets[:1])
+
+
+def test_gm_tree_on_the_mbconv_chain(digits):
+    from nasrank.spaces.mbconv import MBConvSpace
+    from nasrank.supernet.mbconv_supernet import MBConvSupernet
+
+    torch.manual_seed(0)
+    space = MBConvSpace(stem=4, widths=(4, 8), depths=(2, 3), strides=(1, 2), head=16)
+    net = MBConvSupernet(space, num_classes=10)
+    x, y = digits.train.tensors
+    tree = build_tree(net, ConstantPolicy(1, 2), "gm", (x[:8], y[:8]), paths=1, seed=0)
+    d = tree.split.decision
+    counts = [len(o) for o in net.decisions()]
+    assert sorted(i for g in tree.split.groups for i in g) == list(range(counts[d]))
+    assert sorted(len(g) for g in tree.split.groups) == [counts[d] // 2, counts[d] - counts[d] // 2]
+    assert len(tree.leaves()) == 2
