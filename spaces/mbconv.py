@@ -308,8 +308,6 @@ class MBConvSpace:
                 f"this space expects {list(self.depths)}")
         return arch
 
-    _check = check  # the name the other spaces' supernets use
-
     def parse(self, text: str) -> MBConvArch:
         return self.check(parse_arch(text))
 
