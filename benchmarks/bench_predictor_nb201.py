@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> None:
                     rec = {
                         "target": target, "n": n, "seed": seed, "method": method,
                         "kendall_tau": kendall_tau(y_all, scores),
-                        "ndcg@10": ndcg_at_k(y_all, scores, 10),
+                        "ndcg_exp@10": ndcg_at_k(y_all, scores, 10, gain="exp"),
+                        "ndcg_lin@10": ndcg_at_k(y_all, scores, 10, gain="lin"),
                         "precision@1%": precision_at_k(y_all, scores, 0.01),
                         "seconds": time.time() - t0,
                     }
@@ -194,14 +195,22 @@ def report(args: argparse.Namespace) -> None:
     for path in sorted(Path(args.work).glob("*.jsonl")):
         for line in path.read_text().splitlines():
             r = json.loads(line)
+            if "ndcg@10" in r:  # records before issue 18: NDCG with the linear gain
+                r["ndcg_lin@10"] = r.pop("ndcg@10")
             groups[(r["target"], r["n"], r["method"])].append(r)
-    print("| target | N | method | seeds | Kendall tau | NDCG@10 | precision@1% | s/run |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| target | N | method | seeds | Kendall tau | NDCG_exp@10 | NDCG_lin@10 | precision@1% "
+          "| s/run |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def cell(rs: list, m: str) -> str:
+        v = [r[m] for r in rs if m in r]
+        return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "-"
+
     for (target, n, method) in sorted(groups, key=lambda g: (g[0], g[1], METHODS.index(g[2]))):
         rs = groups[(target, n, method)]
-        cell = lambda m: f"{np.mean([r[m] for r in rs]):.3f} ± {np.std([r[m] for r in rs]):.3f}"  # noqa: E731
-        print(f"| {target} | {n} | {method} | {len(rs)} | {cell('kendall_tau')} | {cell('ndcg@10')} | "
-              f"{cell('precision@1%')} | {np.mean([r['seconds'] for r in rs]):.0f} |")
+        print(f"| {target} | {n} | {method} | {len(rs)} | {cell(rs, 'kendall_tau')} | "
+              f"{cell(rs, 'ndcg_exp@10')} | {cell(rs, 'ndcg_lin@10')} | "
+              f"{cell(rs, 'precision@1%')} | {np.mean([r['seconds'] for r in rs]):.0f} |")
 
 
 def main() -> None:

@@ -53,13 +53,40 @@ def spearman(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     return float(stats.spearmanr(t, p).statistic)
 
 
-def ndcg_at_k(y_true: Sequence[float], y_pred: Sequence[float], k: int | float = 10) -> float:
+NDCG_GAINS: tuple[str, ...] = ("exp", "lin")
+
+
+def ndcg_at_k(y_true: Sequence[float], y_pred: Sequence[float], k: int | float = 10, *,
+              gain: str = "exp") -> float:
     """NDCG@k with AceNAS relevance (``y_true`` clipped to [20th percentile, max], scaled to
-    [0, 20]), linear gains, via ``sklearn.metrics.ndcg_score`` (ties in ``y_pred`` averaged)."""
+    [0, 20]) and discount ``1 / log2(1 + position)``, via ``sklearn.metrics.ndcg_score`` (ties
+    in ``y_pred`` averaged).
+
+    ``gain="exp"`` (default): gain ``2^rel - 1``, what AceNAS's LambdaRank loss optimises (and
+    :func:`~nasrank.predictor.losses.lambdarank_loss` here), so the metric measures what the
+    loss trains for; it is passed to sklearn as transformed relevance. ``gain="lin"``: gain
+    ``rel`` (sklearn's own), what this function computed before issue 18; it weighs the lower
+    ranks far more than the exponential gain does.
+    """
+    if gain not in NDCG_GAINS:
+        raise NasrankError(f"NDCG gain {gain!r} is unknown; expected one of {NDCG_GAINS}")
     t, p = _pair(y_true, y_pred, 2)
     kk = _resolve_k(k, t.size)
     rel = acenas_relevance(t)
-    return float(ndcg_score(rel[None, :], p[None, :], k=kk))
+    gains = np.exp2(rel) - 1.0 if gain == "exp" else rel
+    return float(ndcg_score(gains[None, :], p[None, :], k=kk))
+
+
+def ndcg_exp_at_k(y_true: Sequence[float], y_pred: Sequence[float], k: int | float = 10
+                  ) -> float:
+    """:func:`ndcg_at_k` with the exponential gain ``2^rel - 1`` (AceNAS)."""
+    return ndcg_at_k(y_true, y_pred, k, gain="exp")
+
+
+def ndcg_lin_at_k(y_true: Sequence[float], y_pred: Sequence[float], k: int | float = 10
+                  ) -> float:
+    """:func:`ndcg_at_k` with the linear gain ``rel``."""
+    return ndcg_at_k(y_true, y_pred, k, gain="lin")
 
 
 def precision_at_k(y_true: Sequence[float], y_pred: Sequence[float], k: int | float) -> float:
@@ -81,11 +108,14 @@ def top_k_regret(y_true: Sequence[float], y_pred: Sequence[float], k: int | floa
 
 
 def summary(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
-    """The benchmark's metric set: Kendall tau, Spearman, NDCG@10, precision@1%, top-10 regret."""
+    """The benchmark's metric set: Kendall tau, Spearman, NDCG@10 with the exponential
+    (``ndcg_exp@10``, AceNAS's) and the linear gain (``ndcg_lin@10``), precision@1%, top-10
+    regret."""
     return {
         "kendall_tau": kendall_tau(y_true, y_pred),
         "spearman": spearman(y_true, y_pred),
-        "ndcg@10": ndcg_at_k(y_true, y_pred, 10),
+        "ndcg_exp@10": ndcg_exp_at_k(y_true, y_pred, 10),
+        "ndcg_lin@10": ndcg_lin_at_k(y_true, y_pred, 10),
         "precision@1%": precision_at_k(y_true, y_pred, 0.01),
         "regret@10": top_k_regret(y_true, y_pred, 10),
     }

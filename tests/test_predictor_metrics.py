@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nasrank.predictor.metrics import kendall_tau, ndcg_at_k, precision_at_k, spearman, top_k_regret
+from nasrank.predictor.metrics import (
+    kendall_tau,
+    ndcg_at_k,
+    ndcg_exp_at_k,
+    ndcg_lin_at_k,
+    precision_at_k,
+    spearman,
+    summary,
+    top_k_regret,
+)
 from nasrank.errors import NasrankError
 
 
@@ -27,7 +36,7 @@ def test_kendall_and_spearman_agree_with_scipy_with_ties():
     assert spearman(t, p) == pytest.approx(stats.spearmanr(t, p).statistic)
 
 
-def test_ndcg_hand_computed_with_acenas_relevance():
+def test_ndcg_lin_hand_computed_with_acenas_relevance():
     y_true = [10.0, 20.0, 30.0, 40.0, 50.0]
     # 20th percentile = 18 -> relevance (clip(y, 18) - 18) / 32 * 20
     rel = [0.0, 1.25, 7.5, 13.75, 20.0]
@@ -37,8 +46,44 @@ def test_ndcg_hand_computed_with_acenas_relevance():
         dcg = sum(rel[i] / math.log2(r + 2) for r, i in enumerate(order[:k]))
         ideal = sorted(rel, reverse=True)
         idcg = sum(ideal[r] / math.log2(r + 2) for r in range(k))
-        assert ndcg_at_k(y_true, y_pred, k) == pytest.approx(dcg / idcg)
-    assert ndcg_at_k(y_true, y_true, 3) == pytest.approx(1.0)
+        assert ndcg_at_k(y_true, y_pred, k, gain="lin") == pytest.approx(dcg / idcg)
+        assert ndcg_lin_at_k(y_true, y_pred, k) == pytest.approx(dcg / idcg)
+    assert ndcg_at_k(y_true, y_true, 3, gain="lin") == pytest.approx(1.0)
+
+
+# y_true chosen so the AceNAS relevance is whole: 20th percentile of [0, 0, 5, 10, 20] is 0,
+# max 20 -> rel = y. Predicted order (descending y_pred): items 0, 1, 3, 4, 2.
+Y_TRUE = [0.0, 0.0, 5.0, 10.0, 20.0]
+Y_PRED = [5.0, 4.0, 1.0, 3.0, 2.0]
+
+
+def test_ndcg_exp_small_case_by_hand():
+    # gains 2^rel - 1 of items 0..4: 0, 0, 31, 1023, 1048575
+    # @3: DCG = 0 + 0/log2(3) + 1023/log2(4) = 511.5
+    #     IDCG = 1048575/1 + 1023/log2(3) + 31/2
+    idcg3 = 1048575 + 1023 / math.log2(3) + 15.5
+    assert ndcg_exp_at_k(Y_TRUE, Y_PRED, 3) == pytest.approx(511.5 / idcg3)
+    assert ndcg_exp_at_k(Y_TRUE, Y_PRED, 3) == pytest.approx(4.8750e-4, rel=1e-4)
+    # @5: DCG adds 1048575/log2(5) + 31/log2(6); IDCG adds 0 + 0
+    dcg5 = 511.5 + 1048575 / math.log2(5) + 31 / math.log2(6)
+    assert ndcg_exp_at_k(Y_TRUE, Y_PRED, 5) == pytest.approx(dcg5 / idcg3)
+    # the linear gain on the same case: @3 DCG = 10/2 = 5, IDCG = 20 + 10/log2(3) + 5/2
+    assert ndcg_lin_at_k(Y_TRUE, Y_PRED, 3) == pytest.approx(5 / (22.5 + 10 / math.log2(3)))
+    assert ndcg_lin_at_k(Y_TRUE, Y_PRED, 3) == pytest.approx(0.17356, rel=1e-4)
+
+
+def test_ndcg_default_is_the_papers_exponential_gain():
+    assert ndcg_at_k(Y_TRUE, Y_PRED, 3) == pytest.approx(ndcg_exp_at_k(Y_TRUE, Y_PRED, 3))
+    assert ndcg_at_k(Y_TRUE, Y_PRED, 3) != pytest.approx(ndcg_lin_at_k(Y_TRUE, Y_PRED, 3))
+    with pytest.raises(NasrankError, match="'log'.*'exp'"):
+        ndcg_at_k(Y_TRUE, Y_PRED, 3, gain="log")
+
+
+def test_summary_reports_both_gains_by_name():
+    m = summary(Y_TRUE, Y_PRED)
+    assert "ndcg@10" not in m
+    assert m["ndcg_exp@10"] == pytest.approx(ndcg_exp_at_k(Y_TRUE, Y_PRED, 5))  # k capped at n
+    assert m["ndcg_lin@10"] == pytest.approx(ndcg_lin_at_k(Y_TRUE, Y_PRED, 5))
 
 
 def test_precision_at_k_hand_computed():
