@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from nasrank.errors import ConfigError, SpaceMismatchError
+from nasrank.errors import ConfigError, InvalidArchitectureError, SpaceMismatchError
 from nasrank.registry import Config
 from nasrank.spaces.mbconv import (
     LayerSpec,
@@ -80,6 +80,17 @@ class MBConvSupernet(Supernet):
 
     def check_arch(self, arch: Any) -> MBConvArch:
         return self.space.check(arch)
+
+    def choice_modules(self, decision: int, choice: int) -> list[nn.Module]:
+        """The module that runs choice ``choice`` of layer ``decision`` (one position)."""
+        if not 0 <= decision < len(self.blocks):
+            raise InvalidArchitectureError(
+                f"decision point {decision} is out of range 0..{len(self.blocks) - 1}")
+        ops = self.blocks[decision].ops
+        if not 0 <= choice < len(ops):
+            raise InvalidArchitectureError(
+                f"choice {choice} at decision point {decision} is out of range 0..{len(ops) - 1}")
+        return [ops[choice]]
 
     def largest_arch(self) -> MBConvArch:
         return self.space.largest()

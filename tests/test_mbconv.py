@@ -272,6 +272,10 @@ def test_choice_encoding_and_refusals(supernet):
         supernet(torch.randn(2, 2, 8, 8), "4-8-12")
     with pytest.raises(SpaceMismatchError, match="nb201"):
         MBConvSupernet(NB201Space())
+    assert supernet.choice_modules(3, 6) == [supernet.blocks[3].ops[6]]
+    assert isinstance(supernet.blocks[3].ops[6], nn.Identity)
+    with pytest.raises(NasrankError, match="out of range"):
+        supernet.choice_modules(0, 6)
     # strict fairness: 7 paths per step; a 6-choice layer uses one op twice
     archs = StrictFairSampler(supernet).sample(np.random.default_rng(0))
     assert len(archs) == 7 and {a.layers[1] for a in archs} == {*OPS, SKIP}
