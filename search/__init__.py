@@ -3,20 +3,33 @@
 
 from __future__ import annotations
 
-from .baselines import greedy_by_proxy, random_search
-from .evolution import regularized_evolution, surrogate_evolution
-from .iterative import iterative_sampling
-from .optuna_search import PredictorSampler, optuna_sampler_search, run_optuna_search
-from .oracles import (
-    BenchmarkOracle,
-    BudgetedOracle,
-    BudgetExhausted,
-    Evaluation,
-    Oracle,
-    TrainingOracle,
-)
-from .records import Query, RecordError, RunRecord, SearchResult, read_record
-from .surrogates import ForestSurrogate, forest_factory, ranking_predictor_factory
+import importlib
+
+# Exports are imported on first use (PEP 562), so that `nasrank --help`, which imports this
+# package, does not import torch, optuna and PyG.
+_EXPORTS = {
+    "greedy_by_proxy": "baselines", "random_search": "baselines",
+    "regularized_evolution": "evolution", "surrogate_evolution": "evolution",
+    "iterative_sampling": "iterative",
+    "PredictorSampler": "optuna_search", "optuna_sampler_search": "optuna_search",
+    "run_optuna_search": "optuna_search",
+    "BenchmarkOracle": "oracles", "BudgetedOracle": "oracles", "BudgetExhausted": "oracles",
+    "Evaluation": "oracles", "Oracle": "oracles", "TrainingOracle": "oracles",
+    "Query": "records", "RecordError": "records", "RunRecord": "records",
+    "SearchResult": "records", "read_record": "records",
+    "ForestSurrogate": "surrogates", "forest_factory": "surrogates",
+    "ranking_predictor_factory": "surrogates",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BenchmarkOracle", "TrainingOracle", "BudgetedOracle", "BudgetExhausted", "Evaluation",

@@ -27,20 +27,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from nasrank.spaces import LabelTable, NasrankError, get_space, sample_unique
-from nasrank.spaces.benchmarks import load_benchmark
+from nasrank.errors import ConfigError, NasrankError
+from nasrank.spaces.labels import LabelTable
 
+from . import stages
 from .report import format_table
 
 
 class OutputDirError(NasrankError):
     """An output folder that holds a run with other settings."""
-
-
-def _say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
@@ -65,160 +64,108 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------- stages
-def make_supernet(space_name: str, *, num_classes: int, in_channels: int, channels: int,
-                  cells: int):
-    if space_name == "nb201":
-        from nasrank.supernet.nb201_supernet import NB201Supernet
-
-        return NB201Supernet(num_classes=num_classes, C=channels, N=cells,
-                             in_channels=in_channels)
-    if space_name == "cvpr2021":
-        from nasrank.supernet.channel import ChannelSupernet
-
-        return ChannelSupernet(num_classes=num_classes, in_channels=in_channels)
-    raise NasrankError(f"no supernet for space {space_name!r}; expected nb201 or cvpr2021")
-
-
-def make_sampler(supernet: Any, name: str):
-    from nasrank.supernet.base import StrictFairSampler, UniformSampler
-
-    if name == "uniform":
-        return UniformSampler(supernet)
-    if name == "fair":
-        return StrictFairSampler(supernet)
-    raise NasrankError(f"unknown sampler {name!r}; expected uniform or fair")
-
-
-def load_data(dataset: str, data_root: str | None, *, seed: int, image_size: int | None,
-              subset: int | None = None, valid_fraction: float = 0.2):
-    """The dataset as 3-channel images (what the NB201 and ResNet builders take). A 20%
-    validation split by default: on digits 10% would be only ~140 images, too coarse to rank."""
-    from nasrank.supernet.datasets import load_dataset
-
-    return load_dataset(dataset, data_root, seed=seed, image_size=image_size, channels=3,
-                        subset=subset, valid_fraction=valid_fraction)
-
-
-def train_supernet_stage(out: Path, *, space: str, dataset: str, data_root: str | None,
-                         sampler: str, epochs: int, batch_size: int, lr: float, channels: int,
-                         cells: int, image_size: int | None, seed: int, device: str):
-    """Train (or resume, or reload when finished) the supernet under ``out/supernet``."""
-    from nasrank.supernet.trainer import train_supernet
-
-    data = load_data(dataset, data_root, seed=seed, image_size=image_size)
-    net = make_supernet(space, num_classes=data.num_classes, in_channels=data.input_shape[0],
-                        channels=channels, cells=cells)
-    stats = train_supernet(net, data, make_sampler(net, sampler), epochs=epochs,
-                           batch_size=batch_size, lr=lr, device=device, seed=seed,
-                           checkpoint_dir=out / "supernet", progress=True)
-    return net, data, stats
-
-
-def weak_label_stage(out: Path, net: Any, data: Any, *, num_archs: int, proxies: Sequence[str],
-                     seed: int, device: str, shard: tuple[int, int] = (0, 1)) -> LabelTable:
-    """Weak labels of ``num_archs`` distinct random architectures (seeded)."""
-    from nasrank.supernet.weak_labels import generate_weak_labels
-
-    archs = sample_unique(net.space, num_archs, np.random.default_rng(seed))
-    return generate_weak_labels(net, archs, data, out / "weak_labels.csv", device=device,
-                                seed=seed, proxies=list(proxies) or None, shard=shard,
-                                progress=True)
-
-
-def pretrain_stage(out: Path, space: Any, table: LabelTable, *, epochs: int, seed: int,
-                   device: str, columns: Sequence[str] | None = None):
-    """Pretrain the predictor on the weak labels, or load it when ``predictor.pt`` exists."""
-    from nasrank.predictor import RankingPredictor
-
-    ckpt = out / "predictor.pt"
-    if ckpt.exists():
-        _say(f"[pretrain] reusing {ckpt}")
-        return RankingPredictor.load(ckpt, space=space, device=device), ckpt
-    cols = list(columns) if columns else [n for n in table.names
-                                          if np.isfinite(table.column(n)).all()
-                                          and np.ptp(table.column(n)) > 0]
-    if not cols:
-        raise NasrankError(f"no usable weak-label column in {table.names} (all constant or NaN)")
-    archs = [space.parse(k) for k in table.keys]
-    model = RankingPredictor(space, device=device, seed=seed)
-    model.pretrain(archs, table, columns=cols, epochs=epochs, progress=True)
-    model.save(ckpt)
-    return model, ckpt
-
-
 # ----------------------------------------------------------------------------- nasrank run
-def run_pipeline(
-    *, out: str | os.PathLike = "runs/nasrank-run", dataset: str = "digits",
-    data_root: str | None = None, seed: int = 0, device: str = "cpu",
-    supernet_epochs: int = 6, sampler: str = "uniform", archs: int = 300,
-    proxies: Sequence[str] = ("synflow", "nwot", "jacob_cov"), pretrain_epochs: int = 60,
-    budget: int = 12, rounds: int = 3, epochs: int = 3, channels: int = 8, cells: int = 1,
-    image_size: int | None = 16, batch_size: int = 64, lr: float = 0.05,
-    finetune_epochs: int = 100,
-) -> dict[str, Any]:
-    """NB201 end to end: supernet -> weak labels (+ proxies) -> pretrained predictor ->
-    iterative sampling with real stand-alone training as the oracle, next to random search with
-    the same budget and training. Returns (and writes) the summary."""
-    from .baselines import random_search
-    from .iterative import iterative_sampling
+def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
+    """Any registered space end to end (``cfg``: the ``run`` command's config): supernet (when
+    one serves the space) -> weak labels (supernet accuracy/loss + cost + proxies; proxies and
+    cost alone without a supernet) -> pretrained predictor -> the chosen search with real
+    stand-alone training as the oracle, next to random search with the same budget and
+    training. Returns (and writes) the summary."""
+    from nasrank.search.registry import SEARCH_METHODS
+
     from .oracles import TrainingOracle
     from .surrogates import ranking_predictor_factory
 
-    settings = dict(space="nb201", dataset=dataset, data_root=data_root, seed=seed,
-                    supernet_epochs=supernet_epochs, sampler=sampler, archs=archs,
-                    proxies=list(proxies), pretrain_epochs=pretrain_epochs, budget=budget,
-                    rounds=rounds, epochs=epochs, channels=channels, cells=cells,
-                    image_size=image_size, batch_size=batch_size, lr=lr,
-                    finetune_epochs=finetune_epochs)
-    outp = prepare_out(out, settings)
+    say = console.say
+    outp = prepare_out(cfg.out, {k: v for k, v in cfg.to_dict().items()
+                                 if k not in ("name", "out", "device")})
+    ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
+    space = cfg.space.build()
+    net_kw = stages.network_kwargs(cfg.space, cfg.supernet)
     timings: dict[str, float] = {}
+    data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
+                            image_size=cfg.image_size)
 
     t = time.perf_counter()
-    _say(f"[1/5] supernet: NB201 C={channels} N={cells} on {dataset}, {sampler} sampling, "
-         f"{supernet_epochs} epochs")
-    net, data, sn_stats = train_supernet_stage(
-        outp, space="nb201", dataset=dataset, data_root=data_root, sampler=sampler,
-        epochs=supernet_epochs, batch_size=batch_size, lr=lr, channels=channels, cells=cells,
-        image_size=image_size, seed=seed, device=device)
+    sn = None
+    if cfg.supernet is None:
+        say(f"[1/5] supernet: none serves space {space.name!r}; weak labels from proxies and cost")
+    else:
+        say(f"[1/5] supernet {cfg.supernet.name!r} ({_opts(cfg.supernet)}) on {cfg.dataset}, "
+            f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss, {cfg.supernet_epochs} epochs")
+        sn = stages.train_supernet_stage(_SupernetPlan.of(cfg), space, data, ctx)
     timings["supernet_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _say(f"[2/5] weak labels for {archs} architectures (+ proxies: {', '.join(proxies) or 'none'})")
-    table = weak_label_stage(outp, net, data, num_archs=archs, proxies=proxies, seed=seed,
-                             device=device)
+    say(f"[2/5] weak labels for {cfg.archs} architectures "
+        f"(+ proxies: {', '.join(cfg.proxies) or 'none'})")
+    weak = stages.weak_label_stage(_WeakPlan(cfg.archs, tuple(cfg.proxies)), space, data, sn, ctx,
+                                   net_kwargs=net_kw)
+    table = weak.table
     timings["weak_labels_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _say(f"[3/5] pretraining the predictor on {len(table)} weak labels")
-    space = net.space
-    pretrained, ckpt = pretrain_stage(outp, space, table, epochs=pretrain_epochs, seed=seed,
-                                      device=device)
+    say(f"[3/5] pretraining the predictor on {len(table)} weak labels")
+    pre = stages.pretrain_stage(cfg, space, table, ctx, archs=weak.archs)
+    if pre.reused:
+        say(f"      reusing {pre.checkpoint}")
     timings["pretrain_s"] = time.perf_counter() - t
 
-    train_kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                    checkpoint_dir=outp / "trainings",
-                    train_kwargs={"build_kwargs": {"C": channels, "N": cells}})
+    train_kw = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=device,
+                    seed=ctx.seeds.int("trainings"), checkpoint_dir=outp / "trainings",
+                    train_kwargs={"build_kwargs": net_kw})
     t = time.perf_counter()
-    _say(f"[4/5] iterative sampling: {budget} real trainings of {epochs} epochs in {rounds} rounds")
-    factory = ranking_predictor_factory(space, checkpoint=ckpt, device=device,
+    say(f"[4/5] {cfg.method.name} search ({_opts(cfg.method)}): {cfg.budget} real trainings of "
+        f"{cfg.epochs} epochs")
+    factory = ranking_predictor_factory(space, checkpoint=pre.checkpoint, device=device,
                                         # fit's lr default after pretraining
-                                        fit_kwargs={"epochs": finetune_epochs,
+                                        fit_kwargs={"epochs": cfg.finetune_epochs,
                                                     "valid_fraction": 0.0})
-    found = iterative_sampling(space=space, oracle=TrainingOracle(space, data, **train_kw),
-                               budget=budget, seed=seed, predictor_factory=factory,
-                               rounds=rounds, record=outp / "search.jsonl")
+    book = stages.ArchBook(outp / "trained_archs.jsonl", space)
+    search = cfg.method.build(space=space, labels=table, predictor_factory=factory)
+    found = search(oracle=stages.BookedOracle(TrainingOracle(space, data, **train_kw), book),
+                   budget=cfg.budget,
+                   seed=ctx.seeds.int("search"), record=outp / "search.jsonl")
     timings["search_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _say(f"[5/5] random baseline: {budget} random architectures trained the same way")
-    rand = random_search(space=space, oracle=TrainingOracle(space, data, **train_kw),
-                         budget=budget, seed=seed + 1, record=outp / "random.jsonl")
+    say(f"[5/5] random baseline: {cfg.budget} random architectures trained the same way")
+    rand = SEARCH_METHODS.make("random").build(space=space)(
+        oracle=stages.BookedOracle(TrainingOracle(space, data, **train_kw), book),
+        budget=cfg.budget, seed=ctx.seeds.int("random_baseline"), record=outp / "random.jsonl")
     timings["random_s"] = time.perf_counter() - t
 
-    summary = write_run_report(outp, space, table, pretrained, {"predictor search": found,
-                                                                "random": rand}, timings)
-    return summary
+    return write_run_report(outp, space, table, pre.model, {"predictor search": found,
+                                                            "random": rand}, timings,
+                            archs={**weak.archs, **book.archs}, say=say)
+
+
+def _opts(cfg: Any) -> str:
+    d = {k: v for k, v in cfg.to_dict().items() if k != "name"}
+    return ", ".join(f"{k}={v}" for k, v in d.items()) or "defaults"
+
+
+@dataclass(frozen=True)
+class _SupernetPlan:
+    """What the supernet stage needs, from a ``run`` or ``supernet-train`` config."""
+
+    supernet: Any
+    sampler: Any
+    strategy: Any
+    epochs: int
+    batch_size: int
+    lr: float
+
+    @classmethod
+    def of(cls, cfg: Any) -> _SupernetPlan:
+        epochs = getattr(cfg, "supernet_epochs", None) or cfg.epochs
+        return cls(cfg.supernet, cfg.sampler, cfg.strategy, epochs, cfg.batch_size, cfg.lr)
+
+
+@dataclass(frozen=True)
+class _WeakPlan:
+    num_archs: int
+    proxies: tuple[str, ...]
 
 
 def _scores(model: Any, archs: Sequence[Any]) -> np.ndarray:
@@ -226,8 +173,11 @@ def _scores(model: Any, archs: Sequence[Any]) -> np.ndarray:
 
 
 def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
-                     results: Mapping[str, Any], timings: Mapping[str, float]) -> dict[str, Any]:
-    """results.json, queries.csv, the three PNG plots, and a printed summary table."""
+                     results: Mapping[str, Any], timings: Mapping[str, float], *,
+                     archs: Mapping[str, Any] | None = None,
+                     say: Any = print) -> dict[str, Any]:
+    """results.json, queries.csv, the three PNG plots, and a printed summary table.
+    ``archs``: the architecture of each trained key (default: parsed from the key)."""
     from nasrank.predictor.metrics import kendall_tau, spearman
 
     from .plots import best_so_far_curves, correlation_heatmap, scatter_predicted_vs_true
@@ -238,8 +188,8 @@ def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
             trained.setdefault(key, (value, reported))
             rows.append((method, i + 1, key, value, reported, seconds))
     keys = list(trained)
-    archs = [space.parse(k) for k in keys]
-    pred = _scores(pretrained, archs)
+    archs = archs or {}
+    pred = _scores(pretrained, [archs[k] if k in archs else space.parse(k) for k in keys])
     valid = np.array([trained[k][0] for k in keys])
     pred_of = dict(zip(keys, pred))
 
@@ -282,17 +232,17 @@ def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
         for i, n in enumerate(names) if n != "standalone_acc"}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
 
-    _say("")
-    _say(format_table(
+    say("")
+    say(format_table(
         ["method", "trainings", "best valid acc", "its test acc", "best architecture"],
         [[m, s["queries"], s["best_valid_acc"], s["best_test_acc"], s["best_arch"]]
          for m, s in summary["methods"].items()]))
     if "pretrained_predictor_vs_standalone" in summary:
         c = summary["pretrained_predictor_vs_standalone"]
-        _say(f"\npretrained predictor vs stand-alone accuracy on the {c['n']} trained archs: "
+        say(f"\npretrained predictor vs stand-alone accuracy on the {c['n']} trained archs: "
              f"Kendall tau {c['kendall_tau']:.3f}, Spearman {c['spearman']:.3f}")
-    _say("time per stage: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in timings.items()))
-    _say(f"outputs in {out}/: results.json, queries.csv, weak_labels.csv, predictor.pt, "
+    say("time per stage: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in timings.items()))
+    say(f"outputs in {out}/: results.json, queries.csv, weak_labels.csv, predictor.pt, "
          f"predicted_vs_true.png, best_so_far.png, weak_label_correlation.png")
     return summary
 
@@ -304,211 +254,228 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def supernet_train_command(*, out: str | None, space: str, dataset: str, data_root: str | None,
-                           sampler: str, epochs: int, batch_size: int, lr: float, channels: int,
-                           cells: int, image_size: int | None = None, seed: int,
-                           device: str) -> None:
-    """``nasrank supernet-train``: train (or resume) a supernet into ``out/supernet``."""
-    outp = Path(out or "runs/supernet")
-    settings = dict(space=space, dataset=dataset, data_root=data_root, sampler=sampler,
-                    epochs=epochs, batch_size=batch_size, lr=lr, channels=channels,
-                    cells=cells, image_size=image_size, seed=seed)
-    prepare_out(outp / "supernet", settings).joinpath("settings.json").write_text(
-        json.dumps(settings, indent=2))
-    _, _, stats = train_supernet_stage(outp, device=device, **settings)
-    _say(f"supernet trained: {stats.epochs} epochs, {stats.images_per_second:.0f} images/s, "
-         f"last loss {stats.last_loss:.3f}; checkpoint {outp / 'supernet' / 'supernet.pt'}")
+SUPERNET_SETTINGS = "settings.json"
 
 
-def weak_labels_command(*, out: str | None, num_archs: int, proxies: Sequence[str],
-                        shard: tuple[int, int], seed: int, device: str,
-                        dataset: str | None = None, data_root: str | None = None) -> None:
+def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
+    """``nasrank supernet-train``: train (or resume) a supernet into ``out/supernet``; its
+    settings (every config as ``to_dict()``) go to ``out/supernet/settings.json``."""
+    from nasrank.search.registry import COMMANDS  # noqa: F401  (cfg is one of its entries)
+
+    outp = Path(cfg.out)
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "out", "device")}
+    folder = prepare_out(outp / "supernet", settings)
+    (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
+    ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
+    space = cfg.space.build()
+    if cfg.supernet is None:
+        raise ConfigError(f"no supernet serves space {space.name!r}")
+    data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
+                            image_size=cfg.image_size)
+    console.say(f"supernet {cfg.supernet.name!r} ({_opts(cfg.supernet)}): {cfg.epochs} epochs, "
+                f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss")
+    res = stages.train_supernet_stage(_SupernetPlan.of(cfg), space, data, ctx)
+    st = res.stats
+    console.say(f"supernet trained: {st.epochs} epochs, {st.images_per_second:.0f} images/s, "
+                f"last loss {st.last_loss:.3f}; checkpoint {res.checkpoint / 'supernet.pt'}")
+
+
+def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
     """``nasrank weak-labels``: evaluate archs with the supernet trained in ``out``."""
-    from nasrank.supernet.trainer import load_supernet
+    from nasrank.spaces.registry import SPACES
+    from nasrank.supernet.registry import SUPERNETS
 
-    outp = Path(out or "runs/supernet")
-    s = _read_json(outp / "supernet" / "settings.json", "supernet settings")
-    data = load_data(s["dataset"], data_root or s["data_root"], seed=s["seed"],
-                     image_size=s["image_size"])
-    net = make_supernet(s["space"], num_classes=data.num_classes,
-                        in_channels=data.input_shape[0], channels=s["channels"], cells=s["cells"])
-    load_supernet(net, outp / "supernet")
-    table = weak_label_stage(outp, net, data, num_archs=num_archs, proxies=proxies, seed=seed,
-                             device=device, shard=shard)
-    _say(f"{len(table)} rows in {outp / 'weak_labels.csv'} (columns {', '.join(table.names)})")
+    outp = Path(cfg.out)
+    s = _read_json(outp / "supernet" / SUPERNET_SETTINGS, "supernet settings")
+    space_cfg, sn_cfg = SPACES.from_dict(s["space"]), SUPERNETS.from_dict(s["supernet"])
+    train_seeds = stages.Seeds(s["seed"])
+    data = stages.load_data(cfg.dataset or s["dataset"],
+                            cfg.data_root if cfg.data_root is not None else s["data_root"],
+                            seed=train_seeds.int("data"), image_size=s["image_size"])
+    space = space_cfg.build()
+    sn = stages.load_supernet_stage(space, sn_cfg, data, outp / "supernet", train_seeds)
+    ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
+    weak = stages.weak_label_stage(_WeakPlan(cfg.num_archs, tuple(cfg.proxies)), space, data, sn,
+                                   ctx, shard=stages.parse_shard(cfg.shard))
+    console.say(f"{len(weak.table)} rows in {weak.path} (columns {', '.join(weak.table.names)})")
 
 
-def pretrain_command(*, out: str | None, labels: str, space: str, columns: Sequence[str],
-                     epochs: int, seed: int, device: str) -> None:
+def proxies_command(cfg: Any, console: Any, *, device: str) -> None:
+    """``nasrank proxies``: zero-cost proxies of ``num_archs`` seeded random architectures on
+    one real batch -> ``out/proxies.csv`` (or ``proxies-<i>of<n>.csv`` per shard). The same
+    seed gives the same ``zc_*`` values as ``nasrank weak-labels --proxies`` (same network
+    initialisation, same batch, canonical representative)."""
+    from nasrank.spaces import sample_unique
+
+    shard = stages.parse_shard(cfg.shard)
+    if not cfg.proxies:
+        from nasrank.supernet.proxies import available_proxies
+
+        raise ConfigError(f"--proxies is empty; choose from {available_proxies()}")
+    seeds = stages.Seeds(cfg.seed)
+    space = cfg.space.build()
+    data = stages.load_data(cfg.dataset, cfg.data_root, seed=seeds.int("data"),
+                            image_size=cfg.image_size)
+    archs = sample_unique(space, cfg.num_archs, seeds.rng("weak_label_archs"))
+    outp = Path(cfg.out)
+    name = "proxies.csv" if shard == (0, 1) else f"proxies-{shard[0]}of{shard[1]}.csv"
+    ctx = stages.StageContext(outp, device, seeds, console.progress)
+    table = stages.proxy_stage(space, archs, data, list(cfg.proxies), outp / name, ctx,
+                               batch_size=cfg.batch_size, shard=shard,
+                               net_kwargs=stages.network_kwargs(cfg.space, cfg.supernet))
+    console.say(f"{len(table)} rows in {outp / name} (columns {', '.join(table.names)})")
+
+
+def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
     """``nasrank pretrain``: multi-task pretraining on a label table -> ``out/predictor.pt``."""
-    sp = get_space(space)
-    table = LabelTable.read_csv(labels, space=sp.name)
-    for c in columns:
+    space = cfg.space.build()
+    table = LabelTable.read_csv(cfg.labels, space=space.name)
+    for c in cfg.columns:
         table.column(c)  # names an unknown column before any work
-    outp = Path(out or "runs/predictor")
+    outp = Path(cfg.out)
     outp.mkdir(parents=True, exist_ok=True)
-    _, ckpt = pretrain_stage(outp, sp, table, epochs=epochs, seed=seed, device=device,
-                             columns=columns or None)
-    _say(f"pretrained predictor written to {ckpt}")
+    ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
+    plan = _PretrainPlan(cfg.epochs)
+    res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
+    console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
 
 
-def finetune_command(*, out: str | None, labels: str | None, benchmark: str | None,
-                     data: str | None, metric: str, n: int, loss: str, epochs: int, space: str,
-                     seed: int, device: str) -> None:
+@dataclass(frozen=True)
+class _PretrainPlan:
+    pretrain_epochs: int
+
+
+def finetune_command(cfg: Any, console: Any, *, device: str) -> None:
     """``nasrank finetune``: fit the predictor (``out/predictor.pt`` when it exists, else from
     scratch) on ground truth; with a benchmark, train on ``n`` random archs and report ranking
     metrics on the rest."""
     from nasrank.predictor import RankingPredictor, summary
+    from nasrank.spaces.registry import BENCHMARKS
 
-    outp = Path(out or "runs/predictor")
+    outp = Path(cfg.out)
     outp.mkdir(parents=True, exist_ok=True)
-    if benchmark:
-        if not data:
-            raise NasrankError("finetune --benchmark needs --data PATH to the benchmark file")
-        bench = load_benchmark(benchmark, data)
-        sp, col = bench.space, bench.table.column(metric)
+    seeds = stages.Seeds(cfg.seed)
+    if cfg.benchmark:
+        if not cfg.data:
+            raise ConfigError("finetune --benchmark needs --data PATH to the benchmark file")
+        bench = BENCHMARKS.make(cfg.benchmark, {"path": cfg.data}).build()
+        sp, col = bench.space, bench.table.column(cfg.metric)
         rows = [i for i, v in enumerate(col) if np.isfinite(v)]
         canonical = [i for i in rows
                      if bench.space.key(bench.archs[bench.table.keys[i]]) == bench.table.keys[i]]
         rows = canonical or rows  # one row per distinct function where the space can tell
         archs_all = [bench.archs[bench.table.keys[i]] for i in rows]
         y_all = col[rows]
-    elif labels:
-        sp = get_space(space)
-        table = LabelTable.read_csv(labels, space=sp.name)
-        y_all = table.column(metric)
-        table.require_finite([metric])
-        archs_all = [sp.parse(k) for k in table.keys]
+    elif cfg.labels:
+        sp = cfg.space.build()
+        table = LabelTable.read_csv(cfg.labels, space=sp.name)
+        y_all = table.column(cfg.metric)
+        table.require_finite([cfg.metric])
+        archs_all = stages.table_archs(sp, table)
     else:
-        raise NasrankError("finetune needs --labels FILE or --benchmark NAME --data PATH")
-    if n > len(archs_all):
-        raise NasrankError(f"--n {n} exceeds the {len(archs_all)} labelled architectures")
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(archs_all))
-    tr = idx[:n] if benchmark else idx
+        raise ConfigError("finetune needs --labels FILE or --benchmark NAME --data PATH")
+    if cfg.n > len(archs_all):
+        raise ConfigError(f"--n {cfg.n} exceeds the {len(archs_all)} labelled architectures")
+    idx = seeds.rng("finetune_split").permutation(len(archs_all))
+    tr = idx[:cfg.n] if cfg.benchmark else idx
     ckpt = outp / "predictor.pt"
     model = (RankingPredictor.load(ckpt, space=sp, device=device) if ckpt.exists()
-             else RankingPredictor(sp, device=device, seed=seed))
-    model.fit([archs_all[i] for i in tr], y_all[tr], loss=loss, epochs=epochs, progress=True)
+             else RankingPredictor(sp, device=device, seed=seeds.int("predictor")))
+    model.fit([archs_all[i] for i in tr], y_all[tr], epochs=cfg.epochs, progress=console.progress,
+              **cfg.loss.fit_kwargs())
     model.save(outp / "predictor_finetuned.pt")
-    _say(f"fine-tuned predictor written to {outp / 'predictor_finetuned.pt'}")
-    if benchmark and len(idx) > n:
-        te = idx[n:]
+    console.say(f"fine-tuned predictor written to {outp / 'predictor_finetuned.pt'}")
+    if cfg.benchmark and len(idx) > cfg.n:
+        te = idx[cfg.n:]
         m = summary(y_all[te], model.predict([archs_all[i] for i in te]))
         (outp / "finetune_metrics.json").write_text(json.dumps(m, indent=2))
-        _say(format_table(["metric", "held-out value"], [[k, float(v)] for k, v in m.items()]))
+        console.say(format_table(["metric", "held-out value"],
+                                 [[k, float(v)] for k, v in m.items()]))
 
 
-def predict_command(*, out: str | None, checkpoint: str, archs: str | None, all_archs: bool,
-                    top: int, device: str) -> None:
+def predict_command(cfg: Any, console: Any, *, device: str) -> None:
     """``nasrank predict``: score archs from a file (one string a line) or the whole space."""
     from nasrank.predictor import RankingPredictor
 
-    model = RankingPredictor.load(checkpoint, device=device)
+    model = RankingPredictor.load(cfg.checkpoint, device=device)
     sp = model.space
-    if all_archs:
+    if cfg.all:
         if sp.size is None:
-            raise NasrankError(f"space {sp.name!r} cannot be enumerated; pass --archs FILE")
+            raise ConfigError(f"space {sp.name!r} cannot be enumerated; pass --archs FILE")
         seen: dict[str, Any] = {}
         for a in sp.enumerate():
             seen.setdefault(sp.key(a), a)
         cand = list(seen.values())
-    elif archs:
-        p = Path(archs)
+    elif cfg.archs:
+        p = Path(cfg.archs)
         if not p.is_file():
-            raise NasrankError(f"architecture file {archs!r} does not exist")
+            raise ConfigError(f"architecture file {cfg.archs!r} does not exist")
         lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
         if not lines:
-            raise NasrankError(f"architecture file {archs!r} is empty")
+            raise ConfigError(f"architecture file {cfg.archs!r} is empty")
         cand = [sp.parse(ln) for ln in lines]
     else:
-        raise NasrankError("predict needs --archs FILE or --all")
+        raise ConfigError("predict needs --archs FILE or --all")
     scores = _scores(model, cand)
     order = np.argsort(-scores, kind="stable")
-    if out:
-        outp = Path(out)
+    if cfg.out:
+        outp = Path(cfg.out)
         outp.mkdir(parents=True, exist_ok=True)
         LabelTable([sp.format(cand[i]) for i in order], {"score": scores[order]},
                    space=sp.name).to_csv(outp / "predictions.csv")
-        _say(f"{len(cand)} predictions written to {outp / 'predictions.csv'}")
-    _say(format_table(["rank", "score", "architecture"],
-                      [[r + 1, float(scores[i]), sp.format(cand[i])]
-                       for r, i in enumerate(order[:top])]))
+        console.say(f"{len(cand)} predictions written to {outp / 'predictions.csv'}")
+    print(format_table(["rank", "score", "architecture"],
+                       [[r + 1, float(scores[i]), sp.format(cand[i])]
+                        for r, i in enumerate(order[:cfg.top])]))
 
 
-SEARCH_METHODS = ("iterative", "re", "surrogate-re", "random", "greedy", "optuna")
-
-
-def search_command(*, out: str | None, benchmark: str, data: str | None, metric: str,
-                   report: str | None, method: str, budget: int, proxy: str, seed: int,
-                   device: str, checkpoint: str | None = None) -> dict[str, Any]:
+def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     """``nasrank search``: one search on a benchmark table (the benchmark oracle)."""
-    from .baselines import greedy_by_proxy, random_search
-    from .evolution import regularized_evolution, surrogate_evolution
-    from .iterative import iterative_sampling
-    from .optuna_search import optuna_sampler_search
+    from nasrank.spaces.registry import BENCHMARKS
+
     from .oracles import BenchmarkOracle
     from .surrogates import ranking_predictor_factory
 
-    if not data:
-        raise NasrankError("search needs --data PATH to the benchmark file")
-    if method not in SEARCH_METHODS:
-        raise NasrankError(f"unknown search method {method!r}; expected one of {SEARCH_METHODS}")
-    bench = load_benchmark(benchmark, data)
-    oracle = BenchmarkOracle(bench, metric=metric, report_metric=report)
+    if not cfg.data:
+        raise ConfigError("search needs --data PATH to the benchmark file")
+    bench = BENCHMARKS.make(cfg.benchmark, {"path": cfg.data}).build()
+    oracle = BenchmarkOracle(bench, metric=cfg.metric, report_metric=cfg.report)
     sp = bench.space
-    outp = Path(out or f"runs/search-{benchmark}-{method}-{metric}-b{budget}-s{seed}")
+    method = cfg.method
+    outp = Path(cfg.out or f"runs/search-{cfg.benchmark}-{method.name}-{cfg.metric}-"
+                          f"b{cfg.budget}-s{cfg.seed}")
     outp.mkdir(parents=True, exist_ok=True)
     record = outp / "record.jsonl"
-    common = dict(space=sp, oracle=oracle, budget=budget, seed=seed, record=record)
-    fit_kw: dict[str, Any] = {"epochs": 100}  # lr: fit's default, lower after pretraining
-    factory = ranking_predictor_factory(sp, checkpoint=checkpoint, device=device,
-                                        fit_kwargs=fit_kw)
-    if method == "iterative":
-        res = iterative_sampling(predictor_factory=factory, **common)
-    elif method == "re":
-        res = regularized_evolution(**common)
-    elif method == "surrogate-re":
-        res = surrogate_evolution(predictor_factory=factory, **common)
-    elif method == "random":
-        res = random_search(**common)
-    elif method == "greedy":
-        res = greedy_by_proxy(labels=bench.table, column=proxy, **common)
-    else:
-        res = optuna_sampler_search(predictor_factory=factory, **common)
+    factory = None
+    if getattr(method, "uses_predictor", False):
+        # lr: fit's default, lower after pretraining
+        factory = ranking_predictor_factory(sp, checkpoint=cfg.checkpoint, device=device,
+                                            fit_kwargs={"epochs": cfg.fit_epochs})
+    search = method.build(space=sp, labels=_ArchTable(bench), predictor_factory=factory)
+    res = search(oracle=oracle, budget=cfg.budget, seed=cfg.seed, record=record)
     res.to_csv(outp / "queries.csv")
     (outp / "result.json").write_text(json.dumps(res.to_dict(), indent=2, default=str))
-    rep = report or metric
-    _say(format_table(["method", "queries", f"best {metric}", f"its {rep}", "architecture"],
-                      [[method, len(res.queries), res.best_value, res.best_reported,
-                        res.best_arch]]))
-    _say(f"record: {record}; queries: {outp / 'queries.csv'}")
+    rep = cfg.report or cfg.metric
+    print(format_table(["method", "queries", f"best {cfg.metric}", f"its {rep}", "architecture"],
+                       [[method.name, len(res.queries), res.best_value, res.best_reported,
+                         res.best_arch]]))
+    console.say(f"record: {record}; queries: {outp / 'queries.csv'}")
     return res.to_dict()
 
 
-def proxies_command(*, out: str | None, space: str, dataset: str, data_root: str | None,
-                    num_archs: int, proxies: Sequence[str], batch_size: int,
-                    shard: tuple[int, int], seed: int, device: str,
-                    image_size: int | None = None) -> None:
-    """``nasrank proxies``: zero-cost proxies of ``num_archs`` seeded random architectures on one
-    real batch of ``dataset`` -> ``out/proxies.csv`` (or ``proxies-<i>of<n>.csv`` per shard)."""
-    from nasrank.supernet.proxies import available_proxies
-    from nasrank.supernet.scoring import score_space
-    from nasrank.supernet.train import epoch_order, get_batch
+class _ArchTable(LabelTable):
+    """A benchmark's table whose keys are the formatted architectures (NB101's own keys are
+    hashes that do not parse back), for methods that read architectures from labels."""
 
-    if not proxies:
-        raise NasrankError(f"--proxies is empty; choose from {available_proxies()}")
-    unknown = [p for p in proxies if p not in available_proxies()]
-    if unknown:
-        raise NasrankError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()}")
-    sp = get_space(space)
-    data = load_data(dataset, data_root, seed=seed, image_size=image_size)
-    idx = epoch_order(len(data.train), seed, 0)[:batch_size]
-    batch = get_batch(data.train, idx, "cpu")
-    archs = sample_unique(sp, num_archs, np.random.default_rng(seed))
-    outp = Path(out or "runs/proxies")
-    name = "proxies.csv" if shard == (0, 1) else f"proxies-{shard[0]}of{shard[1]}.csv"
-    table = score_space(sp, archs, batch, proxies, outp / name, device=device, seed=seed,
-                        shard=shard, num_classes=data.num_classes,
-                        input_shape=data.input_shape)
-    _say(f"{len(table)} rows in {outp / name} (columns {', '.join(table.names)})")
+    def __init__(self, bench: Any) -> None:
+        t = bench.table
+        texts = [bench.space.format(bench.archs[k]) for k in t.keys]
+        if len(set(texts)) != len(texts):  # two keys, one string: keep the table's first rows
+            first: dict[str, int] = {}
+            for i, x in enumerate(texts):
+                first.setdefault(x, i)
+            rows = sorted(first.values())
+        else:
+            rows = list(range(len(texts)))
+        super().__init__([texts[i] for i in rows], {n: t.column(n)[rows] for n in t.names},
+                         space=t.space)

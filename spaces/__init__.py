@@ -11,24 +11,20 @@ from nasrank.errors import (
 )
 from .labels import LabelTable, LabelWriter
 
-SPACE_NAMES = ("nb201", "cvpr2021", "nb101")
-
-
 def get_space(name: str) -> SearchSpace:
-    """The search space called ``name`` (one of :data:`SPACE_NAMES`)."""
-    if name == "nb201":
-        from .nb201 import NB201Space
+    """The search space called ``name`` with its default options (a view of
+    :data:`~nasrank.spaces.registry.SPACES`; ``SPACES.make(name, options).build()`` for others)."""
+    from .registry import SPACES
 
-        return NB201Space()
-    if name == "cvpr2021":
-        from .cvpr2021 import CVPR2021Space
+    return SPACES.make(name).build()
 
-        return CVPR2021Space()
-    if name == "nb101":
-        from .nb101 import NB101Space
 
-        return NB101Space()
-    raise NasrankError(f"unknown search space {name!r}; expected one of {list(SPACE_NAMES)}")
+def __getattr__(attr: str):
+    if attr == "SPACE_NAMES":  # the registered spaces, read when asked (new spaces included)
+        from .registry import SPACES
+
+        return tuple(SPACES.names())
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 __all__ = [

@@ -223,3 +223,48 @@ def load_benchmark(name: str, path: str | os.PathLike) -> Benchmark:
     except KeyError:
         raise NasrankError(f"unknown benchmark {name!r}; expected one of {sorted(LOADERS)}") from None
     return loader(path)
+
+
+# ----------------------------------------------------------------------------- registry entries
+from nasrank.registry import Config, option  # noqa: E402  (entries below; loaders stay first)
+from nasrank.spaces.registry import BENCHMARKS  # noqa: E402
+
+
+@dataclass(frozen=True)
+class _BenchmarkConfig(Config):
+    path: str = option(help="benchmark file (or a folder holding it)")
+
+    def build(self) -> Benchmark:
+        return LOADERS[self.name](self.path)
+
+
+@BENCHMARKS.register("nb201")
+@dataclass(frozen=True)
+class NB201BenchmarkConfig(_BenchmarkConfig):
+    """NAS-Bench-201 (15,625 cells; CIFAR-10/100, ImageNet16-120 accuracies, proxies)."""
+
+
+@BENCHMARKS.register("cvpr2021")
+@dataclass(frozen=True)
+class CVPR2021BenchmarkConfig(_BenchmarkConfig):
+    """CVPR 2021 NAS track 1 (ResNet-20 widths; 500 archs with ground truth)."""
+
+
+@BENCHMARKS.register("nb101")
+@dataclass(frozen=True)
+class NB101BenchmarkConfig(_BenchmarkConfig):
+    """NAS-Bench-101 sample (keys are the official module hashes)."""
+
+
+@BENCHMARKS.register("nbsuite-zero")
+@dataclass(frozen=True)
+class NBSuiteZeroConfig(_BenchmarkConfig):
+    """NAS-Bench-Suite-Zero proxies + validation accuracy on NB201 (one dataset)."""
+
+    dataset: str = option("cifar10", "dataset of the json to read")
+
+    def build(self) -> Benchmark:
+        table = load_nbsuite_zero(self.path, dataset=self.dataset)
+        space = NB201Space()
+        archs = {k: space.parse(k) for k in table.keys}
+        return Benchmark("nbsuite-zero", space, table, archs, ("val_accuracy",))

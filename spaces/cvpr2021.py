@@ -380,3 +380,17 @@ def load_cvpr2021_csv(path: str | os.PathLike) -> Benchmark:
         keys, {c: data[:, j] for j, c in enumerate(CVPR2021_COLUMNS)}, space=space.name
     )
     return Benchmark("cvpr2021", space, table, archs, ("gt_acc",))
+
+
+# ----------------------------------------------------------------------------- registry entry
+from nasrank.registry import Config  # noqa: E402  (entry below; the space above stays first)
+from nasrank.spaces.registry import SPACES  # noqa: E402
+
+
+@SPACES.register("cvpr2021")
+@dataclass(frozen=True)
+class CVPR2021Config(Config):
+    """CVPR 2021 NAS track 1: ResNet-20 channel widths at 20 positions."""
+
+    def build(self) -> CVPR2021Space:
+        return CVPR2021Space()

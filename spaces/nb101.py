@@ -710,3 +710,32 @@ def load_nb101_json(path: str | os.PathLike) -> Benchmark:
     names = (*NB101_ACCURACIES, "params")
     table = LabelTable(keys, {c: arr[:, j] for j, c in enumerate(names)}, space=space.name)
     return Benchmark("nb101", space, table, archs, ("108_final_validation_accuracy",))
+
+
+# ----------------------------------------------------------------------------- registry entry
+from nasrank.registry import Config, option  # noqa: E402  (entry below; the space stays first)
+from nasrank.spaces.registry import SPACES  # noqa: E402
+
+
+@SPACES.register("nb101")
+@dataclass(frozen=True)
+class NB101Config(Config):
+    """NAS-Bench-101 cell: up to 7 nodes and 9 edges, 3 ops (423,624 unique cells).
+
+    No supernet serves this space: ``nasrank run --space nb101`` weak-labels it with zero-cost
+    proxies and FLOPs/params. The fields size the stand-alone networks that are trained (paper:
+    128 stem channels, 3 stacks of 3 cells; the defaults are small enough for the CPU).
+    """
+
+    stem_channels: int = option(16, "stem channels of the stand-alone network (paper: 128)",
+                                low=1)
+    num_stacks: int = option(1, "stacks of cells (paper: 3)", low=1)
+    num_cells: int = option(1, "cells per stack (paper: 3)", low=1)
+
+    def build(self) -> NB101Space:
+        return NB101Space()
+
+    def network_kwargs(self) -> dict[str, int]:
+        """Keyword arguments of ``NB101Space.build`` for the stand-alone networks."""
+        return {"stem_channels": self.stem_channels, "num_stacks": self.num_stacks,
+                "num_cells": self.num_cells}

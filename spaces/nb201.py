@@ -381,3 +381,17 @@ class NB201Space:
         params += 2 * width + width * num_classes + num_classes
         flops += width * num_classes
         return flops / 1e6, params / 1e6
+
+
+# ----------------------------------------------------------------------------- registry entry
+from nasrank.registry import Config  # noqa: E402  (entry below; the space above stays first)
+from nasrank.spaces.registry import SPACES  # noqa: E402
+
+
+@SPACES.register("nb201")
+@dataclass(frozen=True)
+class NB201Config(Config):
+    """NAS-Bench-201 cell: 6 edges x 5 ops (15,625 cells, 9,445 distinct functions)."""
+
+    def build(self) -> NB201Space:
+        return NB201Space()

@@ -297,3 +297,16 @@ class FairSamplerConfig(Config):
 
     def build(self, supernet: Supernet) -> StrictFairSampler:
         return StrictFairSampler(supernet, arch_batch=self.arch_batch)
+
+
+# ----------------------------------------------------------------------------- step strategies
+from nasrank.supernet.registry import STEP_STRATEGIES  # noqa: E402
+
+
+@STEP_STRATEGIES.register("ce")
+@dataclass(frozen=True)
+class CrossEntropyConfig(Config):
+    """Plain cross-entropy of every visited path (SPOS/FairNAS training)."""
+
+    def build(self, supernet: Supernet) -> StepStrategy:
+        return StepStrategy()

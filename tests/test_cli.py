@@ -129,7 +129,7 @@ def test_pretrain_predict_commands(tmp_path, capsys):
     LabelTable([sp.key(a) for a in archs], {"flops": flops}, space="nb201").to_csv(
         tmp_path / "w.csv")
     code, _, err = run_cli(capsys, "pretrain", "--labels", str(tmp_path / "w.csv"),
-                           "--epochs", "30", "--out", str(tmp_path / "p"))
+                           "--epochs", "60", "--out", str(tmp_path / "p"))
     assert code == 0, err
     (tmp_path / "a.txt").write_text("\n".join(sp.format(a) for a in archs[:10]) + "\n")
     code, out, err = run_cli(capsys, "predict", "--checkpoint", str(tmp_path / "p/predictor.pt"),

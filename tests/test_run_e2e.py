@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--supernet-epochs", "1", "--archs", "40", "--pretrain-epochs", "2", "--budget", "4",
-        "--rounds", "2", "--epochs", "1", "--channels", "4", "--image-size", "8"]
+        "--method.rounds", "2", "--epochs", "1", "--supernet.channels", "4", "--image-size", "8"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -28,7 +28,7 @@ def data_rows(path: Path) -> list[str]:
     if not path.exists():
         return []
     lines = path.read_text().splitlines()
-    return [ln for ln in lines[2:] if ln.strip()]  # comment line + header
+    return [ln for ln in lines[1:] if ln.strip()]  # header
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ def test_run_writes_every_output(tmp_path):
         assert (out / name).is_file(), name
     for name in ("predicted_vs_true.png", "best_so_far.png", "weak_label_correlation.png"):
         assert (out / name).read_bytes()[:8] == PNG, name
-    header = (out / "weak_labels.csv").read_text().splitlines()[1].split(",")
+    header = (out / "weak_labels.csv").read_text().splitlines()[0].split(",")
     assert header == ["key", "ws_acc", "ws_neg_loss", "flops", "params", "zc_synflow", "note"]
     assert len(data_rows(out / "weak_labels.csv")) == 40
     res = json.loads((out / "results.json").read_text())

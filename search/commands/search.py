@@ -1,0 +1,43 @@
+"""``nasrank search``: one search on a benchmark table (the benchmark is the oracle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasrank.registry import Config, component, option
+from nasrank.search.registry import COMMANDS
+
+SEARCH_METHODS = "nasrank.search.registry:SEARCH_METHODS"  # imported on use
+
+from . import Command, Console, resolve_device
+
+
+@COMMANDS.register("search")
+@dataclass(frozen=True)
+class SearchCommand(Command):
+    """Search a benchmark table with a surrogate (benchmark oracle)."""
+
+    examples = ("  nasrank search --benchmark nb201 --data nb201.csv --metric cifar100_test "
+                "--budget 50\n"
+                "  nasrank search --benchmark nb201 --data nb201.csv --metric cifar10_valid "
+                "--report cifar10_test --method re --method.population-size 30\n"
+                "  nasrank search --benchmark nb101 --data nb101.json --metric valid_acc "
+                "--method greedy --method.proxy params\n")
+
+    benchmark: str = option("nb201", "benchmark (nb201, cvpr2021, nb101, nbsuite-zero...)")
+    data: str | None = option(None, "benchmark file")
+    metric: str = option("cifar10_valid", "column the search maximises")
+    report: str | None = option(None, "column reported for the result (default: --metric)")
+    method: Config = component(SEARCH_METHODS, "iterative", "search method")
+    budget: int = option(50, "queries of the benchmark", low=1)
+    checkpoint: str | None = option(None, "pretrained predictor (nasrank pretrain) for the "
+                                    "predictor methods")
+    fit_epochs: int = option(100, "fine-tuning epochs of each predictor fit", low=1)
+    out: str | None = option(None, "output folder (default: runs/search-<benchmark>-...)")
+    seed: int = option(0, "random seed", low=0)
+    device: str = option("auto", "auto | cpu | cuda | cuda:i")
+
+    def run(self, console: Console) -> dict:
+        from nasrank.search import pipeline
+
+        return pipeline.search_command(self, console, device=resolve_device(self.device))
