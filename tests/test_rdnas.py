@@ -1,0 +1,227 @@
+"""RD-NAS: teacher scores and groups from a hand-made zero-cost table, margin pair sampling,
+the margin ranking loss against hand-computed values, bitwise resume with a cached teacher."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
+from nasrank.spaces.labels import LabelTable
+from nasrank.supernet.base import UniformSampler
+from nasrank.supernet.datasets import load_dataset
+from nasrank.supernet.nb201_supernet import NB201Supernet
+from nasrank.supernet.rdnas import (
+    MarginPairSampler,
+    RankingDistillStrategy,
+    ZeroCostTeacher,
+    pair_ranking_loss,
+)
+from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES
+from nasrank.supernet.trainer import train_supernet
+
+# zc_a: distinct values, archs 0..9 ranked 9 > 8 > ... > 0; zc_b: reversed order except arch 5,
+# whose value is NaN (= worst)
+ZC_A = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+ZC_B = [9.0, 8.0, 7.0, 6.0, 5.0, float("nan"), 3.0, 2.0, 1.0, 0.0]
+
+
+def _net(seed: int = 0) -> NB201Supernet:
+    torch.manual_seed(seed)
+    return NB201Supernet(10, C=4, N=1)
+
+
+def _archs(net):
+    """Ten NB201 cells with distinct canonical keys (all edges conv except one choice)."""
+    out, keys = [], set()
+    for idx in itertools.product(range(5), repeat=6):
+        a = net.arch_from_choices([3, 3, 3, idx[3], idx[4], idx[5]])
+        k = net.space.key(a)
+        if k not in keys:
+            keys.add(k)
+            out.append(a)
+        if len(out) == 10:
+            return out
+    raise AssertionError
+
+
+@pytest.fixture
+def table(tmp_path):
+    net = _net()
+    archs = _archs(net)
+    path = tmp_path / "zc.csv"
+    LabelTable([net.space.key(a) for a in archs], {"zc_a": ZC_A, "zc_b": ZC_B},
+               space="nb201").to_csv(path)
+    return path, archs
+
+
+def test_teacher_scores_and_groups_by_hand(table):
+    path, archs = table
+    net = _net()
+    t = ZeroCostTeacher(net, proxies=("a",), table=str(path))
+    # one proxy: percentile (#below + 1/2) / 10
+    assert [t.score(a) for a in archs] == pytest.approx([(i + 0.5) / 10 for i in range(10)])
+    # 5 groups of 2 by rank: archs 9, 8 -> group 0; 7, 6 -> 1; ...; 1, 0 -> 4
+    assert [t.group(a, 5) for a in archs] == [4, 4, 3, 3, 2, 2, 1, 1, 0, 0]
+    groups = t.pool_groups(5)
+    assert groups[0] == [net.space.key(archs[8]), net.space.key(archs[9])]
+    # two proxies: the rank average; NaN counts as the worst value of zc_b
+    t2 = ZeroCostTeacher(net, proxies=("a", "b"), table=str(path))
+    pct_b = {0: 9.5, 1: 8.5, 2: 7.5, 3: 6.5, 4: 5.5, 5: 0.5, 6: 4.5, 7: 3.5, 8: 2.5, 9: 1.5}
+    for i, a in enumerate(archs):
+        assert t2.score(a) == pytest.approx(((i + 0.5) + pct_b[i]) / 20)
+    # means (x 20): archs 0-4 -> 10, arch 5 -> 6, archs 6-9 -> 11; tied archs share a group:
+    # 6-9 have nobody above (group 0), 0-4 have 4/10 above (floor(0.4 * 5) = 2), 5 has 9/10 (4)
+    assert [t2.group(a, 5) for a in archs] == [2, 2, 2, 2, 2, 4, 0, 0, 0, 0]
+    assert [len(g) for g in t2.pool_groups(5)] == [4, 0, 5, 0, 1]
+
+
+def test_margin_sampler_pairs_come_from_different_groups(table):
+    path, archs = table
+    net = _net()
+    sampler = SAMPLERS.make("rdnas", {"proxies": ["a"], "table": str(path), "groups": 5,
+                                      "pairs": 2}).build(net)
+    assert isinstance(sampler, MarginPairSampler)
+    group_of = {net.space.key(a): i // 2 for i, a in enumerate(archs)}  # rank groups reversed
+    group_of = {k: 4 - g for k, g in group_of.items()}
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        drawn = sampler.sample(rng)
+        assert len(drawn) == 4
+        for a, b in zip(drawn[::2], drawn[1::2]):
+            ga, gb = group_of[net.space.key(a)], group_of[net.space.key(b)]
+            assert ga != gb
+            seen.add((ga, gb))
+    assert seen == {(i, j) for i in range(5) for j in range(5) if i != j}
+    again = sampler.sample(np.random.default_rng(0))
+    assert again == sampler.sample(np.random.default_rng(0))  # same rng -> same archs
+    # the strategy's margin grows with the group distance
+    strategy = STEP_STRATEGIES.make("rdnas", {"proxies": ["a"], "table": str(path),
+                                              "margin": 0.1, "weight": 2.0}).build(net)
+    assert strategy.teacher is sampler.teacher  # one teacher per supernet and settings
+    t = strategy.teacher
+    assert 0.1 * abs(t.group(archs[9], 5) - t.group(archs[0], 5)) == pytest.approx(0.4)
+
+
+def test_pair_ranking_loss_by_hand():
+    s_a = torch.tensor([0.5, 0.5, 0.5, 0.2], requires_grad=True)
+    s_b = torch.tensor([0.1, 0.1, 0.1, 0.9], requires_grad=True)
+    # pair 0: order matches with margin 0.3 -> 0; pair 1: margin 0.5 -> 0.5 - 0.4 = 0.1;
+    # pair 2: teacher prefers b -> 0.3 + 0.4 = 0.7; pair 3: teacher tie -> 0
+    loss = pair_ranking_loss(s_a, s_b, [0.9, 0.9, 0.1, 0.5], [0.2, 0.2, 0.8, 0.5],
+                             [0.3, 0.5, 0.3, 0.3])
+    assert float(loss.detach()) == pytest.approx((0 + 0.1 + 0.7 + 0) / 4)
+    loss.backward()
+    assert s_a.grad.tolist() == pytest.approx([0, -0.25, 0.25, 0])
+    assert s_b.grad.tolist() == pytest.approx([0, 0.25, -0.25, 0])
+    zero = pair_ranking_loss(torch.tensor([0.5]), torch.tensor([0.1]), [1.0], [0.0], [0.4])
+    assert float(zero) == 0.0
+
+
+def test_strategy_loss_is_ce_plus_weighted_margin_ranking(table):
+    path, archs = table
+    net = _net()
+    strategy = RankingDistillStrategy(net, ZeroCostTeacher(net, proxies=("a",),
+                                                          table=str(path)),
+                                      groups=5, margin=0.05, weight=3.0)
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    x, y = data.train.tensors
+    a, b = archs[0], archs[9]  # teacher: b (group 0) better than a (group 4): margin 0.2
+    net.train()
+    assert strategy.paths([a, b]) == [a, b]
+    assert strategy.loss(net, x, y, a, 0) is None
+    got = strategy.loss(net, x, y, b, 1)
+    with torch.no_grad():
+        ce_a = float(nn.functional.cross_entropy(net(x, a), y))
+        ce_b = float(nn.functional.cross_entropy(net(x, b), y))
+    # s = -ce; teacher sign(t_a - t_b) = -1: max(0, 0.2 + (s_a - s_b))
+    expected = ce_a + ce_b + 3.0 * max(0.0, 0.2 + (-ce_a + ce_b))
+    assert float(got.detach()) == pytest.approx(expected, rel=1e-5)
+    got.backward()  # both paths receive gradients from the one loss
+    grads = {n for n, p in net.named_parameters() if p.grad is not None}
+    assert any(".ops.0." not in n for n in grads)
+    with pytest.raises(NasrankError, match="pairs of paths"):
+        strategy.paths([a])
+
+
+def test_table_errors(table, tmp_path):
+    path, _ = table
+    net = _net()
+    with pytest.raises(LabelTableError, match="zc_nope"):
+        ZeroCostTeacher(net, proxies=("nope",), table=str(path)).score(net.largest_arch())
+    with pytest.raises(NasrankError, match="not in the teacher table"):
+        ZeroCostTeacher(net, proxies=("a",), table=str(path)).score(
+            net.space.parse("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|"
+                            "skip_connect~1|skip_connect~2|"))
+    bad = tmp_path / "bad.csv"
+    LabelTable(["not-an-arch", "x"], {"zc_a": [1, 2]}, space="nb201").to_csv(bad)
+    with pytest.raises(LabelTableError, match="not-an-arch"):
+        ZeroCostTeacher(net, proxies=("a",), table=str(bad)).score(net.largest_arch())
+    other = tmp_path / "other.csv"
+    LabelTable(["4-4"], {"zc_a": [1.0]}, space="cvpr2021").to_csv(other)
+    with pytest.raises(SpaceMismatchError):
+        ZeroCostTeacher(net, proxies=("a",), table=str(other)).score(net.largest_arch())
+    with pytest.raises(NasrankError, match="unknown zero-cost"):
+        ZeroCostTeacher(net, proxies=("nope",))
+
+
+def test_on_the_fly_teacher_caches_and_resumes_bitwise(tmp_path, monkeypatch):
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    opts = {"proxies": ["params", "nwot"], "pool_size": 10, "image_size": 8, "groups": 3}
+    kw = dict(epochs=2, batch_size=16, lr=0.05, seed=3, progress=False)
+
+    def run(net, where, **extra):
+        sampler = SAMPLERS.make("rdnas", opts).build(net)
+        strategy = STEP_STRATEGIES.make("rdnas", {**opts, "weight": 1.0}).build(net)
+        train_supernet(net, data, sampler, strategy=strategy, checkpoint_dir=tmp_path / where,
+                       **kw, **extra)
+        return sampler
+
+    class Kill(Exception):
+        pass
+
+    def kill(epoch):
+        raise Kill
+
+    full = _net()
+    sampler = run(full, "a")
+    teacher = sampler.teacher
+    assert len(teacher.pool_keys) == 10
+    calls = []
+    original = ZeroCostTeacher._compute
+    monkeypatch.setattr(ZeroCostTeacher, "_compute",
+                        lambda self, arch: calls.append(arch) or original(self, arch))
+    outside = next(a for a in (full.arch_from_choices([i % 5] * 6) for i in range(5))
+                   if full.space.key(a) not in teacher._index)
+    first = teacher.score(outside)
+    assert teacher.score(outside) == first and len(calls) == 1  # computed once, then cached
+    monkeypatch.setattr(ZeroCostTeacher, "_compute", original)
+
+    killed = _net()
+    with pytest.raises(Kill):
+        run(killed, "b", on_epoch_end=kill)
+
+    def refuse(self, arch):
+        raise AssertionError("the resumed run must use the checkpointed teacher")
+
+    monkeypatch.setattr(ZeroCostTeacher, "_compute", refuse)
+    resumed = _net(seed=7)
+    run(resumed, "b")
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_rdnas_needs_pairs_on_one_batch(table):
+    path, _ = table
+    net = _net()
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    strategy = STEP_STRATEGIES.make("rdnas", {"proxies": ["a"], "table": str(path)}).build(net)
+    with pytest.raises(NasrankError, match="same_batch=True"):
+        train_supernet(net, data, UniformSampler(net, archs_per_step=2), epochs=1,
+                       batch_size=16, lr=0.05, strategy=strategy, same_batch=False,
+                       progress=False)
