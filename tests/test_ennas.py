@@ -315,3 +315,91 @@ def test_ennas_on_the_mbconv_chain(digits):
         assert np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
         assert np.allclose(inclusion_probabilities(d, pi, 3 % k), (3 % k) / k)
     assert strat.stats["images"] == 2 * 32 and sampler.calls == 2
+
+
+# ----------------------------------------------------------------------------- DDP
+class _DDPToy(Supernet):
+    """Flattened 8x8 digits -> one of 3 hidden layers -> one of 2 heads (no BatchNorm, so two
+    DDP ranks on half batches must match one process exactly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.space = SimpleNamespace(name="ddptoy", key=str)
+        self.hidden = nn.ModuleList(nn.Linear(64, 16) for _ in range(3))
+        self.head = nn.ModuleList(nn.Linear(16, 10) for _ in range(2))
+
+    def decisions(self):
+        return [[0, 1, 2], [0, 1]]
+
+    def choice_modules(self, decision, choice):
+        return [(self.hidden, self.head)[decision][choice]]
+
+    def arch_from_choices(self, indices):
+        return tuple(self.check_choices(indices))
+
+    def choices_of(self, arch):
+        return list(arch)
+
+    def check_arch(self, arch):
+        return tuple(arch)
+
+    def forward(self, x, arch):
+        return self.head[arch[1]](torch.relu(self.hidden[arch[0]](x.flatten(1))))
+
+    def subnet(self, arch):
+        raise NotImplementedError
+
+    def config(self):
+        return {"space": "ddptoy"}
+
+
+def _ddp_run(out, world):
+    import os
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    data = load_dataset("digits", seed=0, subset=128)
+    net = _DDPToy()
+    sampler = DiversitySampler(net, 2, refresh_every=2, probe_size=8)
+    sampler.bind_data(data.train)
+    strat = EnsembleKDStrategy(tau=2.0)
+    train_supernet(net, data, sampler, strategy=strat, epochs=2, batch_size=32, lr=0.1, seed=1,
+                   progress=False)
+    rank = int(os.environ.get("RANK", "0"))
+    torch.save({"model": net.state_dict(), "pi": sampler.state_dict()["pi"]},
+               os.path.join(out, f"ennas_{world}_{rank}.pt"))
+
+
+def _ddp_worker(rank, world, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    try:
+        _ddp_run(out, world)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ennas_under_ddp_matches_one_process(tmp_path):
+    """Two gloo ranks (teacher weights solved on the gathered global batch) == one process."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    _ddp_run(str(tmp_path), 1)
+    single = torch.load(tmp_path / "ennas_1_0.pt")
+    for rank in (0, 1):
+        ddp = torch.load(tmp_path / f"ennas_2_{rank}.pt")
+        for a, b in zip(ddp["pi"], single["pi"]):  # same diversity on every rank
+            assert np.allclose(a, b)
+        for k, v in single["model"].items():
+            assert torch.allclose(v, ddp["model"][k], atol=1e-5), (rank, k)
