@@ -268,7 +268,7 @@ class TrainingPreset:
     sampler and the step strategy, and the trainer's ``same_batch`` switch."""
 
     description: str
-    supernet: str
+    supernet: str | None  # a SUPERNETS name, or None: any supernet
     sampler: str
     strategy: str
     supernet_options: Mapping[str, Any] = field(default_factory=dict)
@@ -276,13 +276,17 @@ class TrainingPreset:
     strategy_options: Mapping[str, Any] = field(default_factory=dict)
     same_batch: bool = True
 
-    def build(self, supernet: Supernet) -> tuple[Any, StepStrategy]:
+    def build(self, supernet: Supernet, *, sampler_options: Mapping[str, Any] | None = None,
+              strategy_options: Mapping[str, Any] | None = None) -> tuple[Any, StepStrategy]:
         """``(sampler, strategy)`` of this preset for ``supernet`` (built by the caller from
-        ``supernet``/``supernet_options``, e.g. through ``SUPERNETS``)."""
+        ``supernet``/``supernet_options``, e.g. through ``SUPERNETS``); the given options
+        override the preset's. Train with ``train_supernet(..., same_batch=preset.same_batch)``."""
         from nasrank.supernet.registry import SAMPLERS
 
-        sampler = SAMPLERS.make(self.sampler, dict(self.sampler_options)).build(supernet)
-        strategy = STEP_STRATEGIES.make(self.strategy, dict(self.strategy_options)).build(supernet)
+        sampler = SAMPLERS.make(
+            self.sampler, {**self.sampler_options, **(sampler_options or {})}).build(supernet)
+        strategy = STEP_STRATEGIES.make(
+            self.strategy, {**self.strategy_options, **(strategy_options or {})}).build(supernet)
         return sampler, strategy
 
 
@@ -290,12 +294,17 @@ class TrainingPreset:
 NCS_BEST = TrainingPreset(
     description="NCS best: FullConv + EndBN + IndependentFC, fair sampling n=18, same batch, "
                 "running teacher",
-    supernet="channel", supernet_options={"sharing": {"conv": "full", "bn": "end",
-                                                      "fc": "independent"}},
+    supernet="cvpr2021", supernet_options={"conv": "full", "bn": "end", "fc": "independent"},
     sampler="fair", sampler_options={"arch_batch": 18},
     strategy="running_teacher", strategy_options={}, same_batch=True)
 
-PRESETS: dict[str, TrainingPreset] = {"ncs_best": NCS_BEST}
+#: RD-NAS with its defaults: margin pairs from an on-the-fly nwot teacher, ranking loss.
+RDNAS = TrainingPreset(
+    description="RD-NAS: margin pair sampler over zero-cost teacher groups, CE + margin ranking "
+                "loss (on-the-fly nwot teacher; set table= for a precomputed one)",
+    supernet=None, sampler="rdnas", strategy="rdnas", same_batch=True)
+
+PRESETS: dict[str, TrainingPreset] = {"ncs_best": NCS_BEST, "rdnas": RDNAS}
 
 
 def get_preset(name: str) -> TrainingPreset:

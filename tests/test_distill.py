@@ -236,8 +236,14 @@ def test_killed_run_resumes_bitwise(digits, tmp_path, name, values, same_batch):
 def test_ncs_best_preset():
     preset = get_preset("ncs_best")
     assert PRESETS["ncs_best"] is preset and preset.same_batch
-    assert dict(preset.supernet_options["sharing"]) == {"conv": "full", "bn": "end",
-                                                        "fc": "independent"}
+    assert preset.supernet == "cvpr2021"
+    assert dict(preset.supernet_options) == {"conv": "full", "bn": "end", "fc": "independent"}
+    from nasrank.spaces.cvpr2021 import CVPR2021Space
+    from nasrank.supernet.registry import SUPERNETS
+
+    full = SUPERNETS.make(preset.supernet, preset.supernet_options).build(
+        CVPR2021Space(), num_classes=10)
+    assert full.sharing == {"conv": "full", "bn": "end", "fc": "independent"}
     ch = _channel()
     sampler, strategy = preset.build(ch)
     assert isinstance(sampler, StrictFairSampler) and sampler.arch_batch == 18
@@ -290,6 +296,16 @@ def _ddp_run(out: str, world: int) -> None:
                    progress=False)
     rank = int(os.environ.get("RANK", "0"))
     torch.save(net.state_dict(), os.path.join(out, f"toy_{world}_{rank}.pt"))
+    if world > 1:  # RD-NAS: a pair's two forwards share one backward; on-the-fly teacher
+        from nasrank.supernet.registry import SAMPLERS
+
+        data = load_dataset("digits", seed=0, subset=64, channels=3)
+        nb = NB201Supernet(10, C=4, N=1)
+        opts = {"proxies": ["params"], "pool_size": 8, "image_size": 8, "groups": 2}
+        train_supernet(nb, data, SAMPLERS.make("rdnas", opts).build(nb), epochs=1,
+                       batch_size=16, lr=0.1, seed=1, progress=False,
+                       strategy=STEP_STRATEGIES.make("rdnas", opts).build(nb))
+        torch.save(nb.state_dict(), os.path.join(out, f"rdnas_{world}_{rank}.pt"))
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -304,7 +320,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             dist.destroy_process_group()
 
 
-def test_running_teacher_under_ddp_matches_one_process(tmp_path):
+def test_distillation_under_ddp_matches_one_process(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -315,3 +331,7 @@ def test_running_teacher_under_ddp_matches_one_process(tmp_path):
         ddp = torch.load(tmp_path / f"toy_2_{rank}.pt")
         for k in single:
             assert torch.allclose(single[k], ddp[k], atol=1e-6), (rank, k)
+    r0, r1 = torch.load(tmp_path / "rdnas_2_0.pt"), torch.load(tmp_path / "rdnas_2_1.pt")
+    for k in r0:
+        if "running" not in k and "num_batches" not in k:  # per-rank BN statistics differ
+            assert torch.equal(r0[k], r1[k]), k

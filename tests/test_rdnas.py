@@ -225,3 +225,15 @@ def test_rdnas_needs_pairs_on_one_batch(table):
         train_supernet(net, data, UniformSampler(net, archs_per_step=2), epochs=1,
                        batch_size=16, lr=0.05, strategy=strategy, same_batch=False,
                        progress=False)
+
+
+def test_rdnas_preset_builds_one_teacher(table):
+    from nasrank.supernet.distill import get_preset
+
+    path, archs = table
+    net = _net()
+    preset = get_preset("rdnas")
+    opts = {"proxies": ["a"], "table": str(path)}
+    sampler, strategy = preset.build(net, sampler_options=opts, strategy_options=opts)
+    assert isinstance(sampler, MarginPairSampler) and isinstance(strategy, RankingDistillStrategy)
+    assert sampler.teacher is strategy.teacher and preset.same_batch
