@@ -14,6 +14,8 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.aggr import SortAggregation
 
+from nasrank.errors import NasrankError
+
 
 def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype):
     """GCN normalisation (self loops, symmetric degree scaling) of the forward and the reversed
@@ -88,29 +90,87 @@ class DGCNNEncoder(nn.Module):
         return self.embed(h.flatten(1))
 
 
+#: Dropout of AceNAS's regression heads (Zhang et al. 2021; the released code's head is
+#: Linear -> ReLU -> Dropout(0.5) -> Linear for its GCN predictor, on the pretraining heads and
+#: the ranking head alike): the AceNAS preset's ``head_dropout``.
+ACENAS_HEAD_DROPOUT = 0.5
+#: PredictorNet / RankingPredictor keyword arguments of the AceNAS preset (what differs from
+#: this package's defaults).
+ACENAS_PRESET: dict[str, float] = {"head_dropout": ACENAS_HEAD_DROPOUT}
+
+
+class SeededDropout(nn.Module):
+    """``nn.Dropout(p)`` drawing its masks from its own ``torch.Generator`` (one per device,
+    seeded by ``seed``; :meth:`reseed` restarts it), so training with dropout is reproducible
+    without touching torch's global RNG. No parameters or buffers: a network's state dict is
+    the same with or without it."""
+
+    def __init__(self, p: float, seed: int) -> None:
+        super().__init__()
+        if not 0.0 <= float(p) < 1.0:
+            raise NasrankError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p, self.seed = float(p), int(seed)
+        self._gens: dict[str, torch.Generator] = {}
+
+    def reseed(self, seed: int) -> None:
+        self.seed, self._gens = int(seed), {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        key = str(x.device)
+        if key not in self._gens:
+            self._gens[key] = torch.Generator(device=x.device).manual_seed(self.seed)
+        keep = torch.rand(x.shape, generator=self._gens[key], device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, seed={self.seed}"
+
+
 class PredictorNet(nn.Module):
     """Encoder + hyper-parameter features + heads.
 
     ``aux_head`` (one output per pretraining label) is the multi-task regression head;
-    ``rank_head`` outputs the ranking score used by ``fit`` / ``predict``.
+    ``rank_head`` outputs the ranking score used by ``fit`` / ``predict``. Each head is
+    ``Linear -> activation -> Linear``; ``head_dropout > 0`` (AceNAS: 0.5,
+    :data:`ACENAS_HEAD_DROPOUT`) makes the activation slot ``ReLU -> Dropout`` (a
+    :class:`SeededDropout` seeded from torch's RNG after the weights are drawn, so the weights
+    equal those of ``head_dropout=0`` under the same seed). The slot has no parameters, so the
+    state dict keys do not depend on ``head_dropout``; ``0`` is the behaviour before the option.
     """
 
     def __init__(
         self, node_dim: int, k: int, hparam_dim: int, num_tasks: int, *, hidden: int = 128,
         num_layers: int = 4, embedding_dim: int = 128, head_hidden: int = 128,
-        dropout: float = 0.0,
+        dropout: float = 0.0, head_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not (
+                0.0 <= head_dropout < 1.0):
+            raise NasrankError(f"head_dropout must be a number in [0, 1), got {head_dropout!r}")
         self.encoder = DGCNNEncoder(node_dim, k, hidden=hidden, num_layers=num_layers,
                                     embedding_dim=embedding_dim, dropout=dropout)
         feat = embedding_dim + hparam_dim
         self.num_tasks = num_tasks
+        self.head_dropout = float(head_dropout)
         self.aux_head = (
             nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(), nn.Linear(head_hidden, num_tasks))
             if num_tasks > 0 else None
         )
         self.rank_head = nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(),
                                        nn.Linear(head_hidden, 1))
+        if self.head_dropout > 0:
+            seed = int(torch.randint(0, 2**62, ()).item())  # after the weights: they are unchanged
+            for i, head in enumerate((self.rank_head, self.aux_head)):
+                if head is not None:
+                    head[1] = nn.Sequential(nn.ReLU(), SeededDropout(self.head_dropout, seed + i))
+
+    def reseed_dropout(self, seed: int) -> None:
+        """Restart the dropout masks of the heads from ``seed`` (a no-op without dropout):
+        the trainer calls it at the start of each fit, so a fit is reproducible."""
+        for i, m in enumerate(m for m in self.modules() if isinstance(m, SeededDropout)):
+            m.reseed(int(seed) + i)
 
     def features(self, x, edge_index, batch, num_graphs, hparams) -> torch.Tensor:
         z = self.encoder(x, edge_index, batch, num_graphs)

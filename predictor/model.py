@@ -58,12 +58,15 @@ class RankingPredictor:
         device: where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
         seed: seeds the initial weights, the train/validation split and the batch order.
         hidden, num_layers, embedding_dim, head_hidden, dropout: encoder / head sizes.
+        head_dropout: dropout after the heads' hidden layer (AceNAS: 0.5, the AceNAS preset
+            ``predictor.encoder.ACENAS_PRESET``; 0 = none, also what a checkpoint without the
+            key loads as). Seeded: a fit stays reproducible.
     """
 
     def __init__(
         self, space: SearchSpace, *, device: str | torch.device = "cpu", seed: int = 0,
         hidden: int = 128, num_layers: int = 4, embedding_dim: int = 128,
-        head_hidden: int = 128, dropout: float = 0.0,
+        head_hidden: int = 128, dropout: float = 0.0, head_dropout: float = 0.0,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise NasrankError(f"seed must be an int, got {seed!r}")
@@ -76,6 +79,7 @@ class RankingPredictor:
             "embedding_dim": _check_positive_int("embedding_dim", embedding_dim),
             "head_hidden": _check_positive_int("head_hidden", head_hidden),
             "dropout": _check_nonneg_float("dropout", dropout),
+            "head_dropout": _check_nonneg_float("head_dropout", head_dropout),
         }
         self._graphs = GraphCache(space)
         self.label_names: list[str] = []
@@ -212,6 +216,7 @@ class RankingPredictor:
         steps_per_epoch = math.ceil(len(keys) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(self.seed * 1000 + 1)
+        self.net.reseed_dropout(self.seed * 1000 + 3)
         history: dict[str, list[float]] = {"loss": []}
         self.net.train()
         for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
@@ -298,6 +303,7 @@ class RankingPredictor:
         valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
 
         self.net.load_state_dict(self._start_state)
+        self.net.reseed_dropout(self.seed * 1000 + 4)
         if self.pretrained:
             self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy(),
                                     probe_alpha)

@@ -125,8 +125,8 @@ def load_supernet(supernet: Supernet, checkpoint: str | os.PathLike) -> dict[str
 
 def train_supernet(
     supernet: Supernet, data: DatasetSplits, sampler: ArchSampler, *, epochs: int,
-    batch_size: int, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
-    device: str | torch.device = "cpu", seed: int = 0,
+    batch_size: int, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
+    grad_clip: float | None = None, device: str | torch.device = "cpu", seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None, strategy: StepStrategy | None = None,
     progress: bool = True, on_epoch_end: Callable[[int], None] | None = None,
     same_batch: bool = True,
@@ -135,6 +135,12 @@ def train_supernet(
 
     ``same_batch``: all architectures of a step on one batch (True) or each on its own batch
     (False: a step of ``n`` architectures consumes ``n`` batches).
+
+    ``weight_decay`` defaults to AceNAS's supernet setting, 1e-4 (AceNAS Table 4; 5e-4 before
+    issue 18, so such checkpoints resume only with ``weight_decay=5e-4`` passed).
+    ``grad_clip``: maximum global L2 norm of the step's (path-averaged, rank-averaged)
+    gradient, rescaled by ``torch.nn.utils.clip_grad_norm_`` before the SGD step; ``None`` =
+    off (default). AceNAS clips at 5.
 
     ``checkpoint_dir`` receives ``supernet.pt`` after every epoch (rank 0 writes it); when it
     already holds one from the same configuration the run resumes, and a checkpoint of another
@@ -156,6 +162,9 @@ def train_supernet(
         raise NasrankError(f"batch_size {batch_size} must divide by the world size {world}")
     if not isinstance(same_batch, bool):
         raise NasrankError(f"same_batch must be True or False, got {same_batch!r}")
+    if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(
+            grad_clip, (int, float)) or not grad_clip > 0 or not np.isfinite(grad_clip)):
+        raise NasrankError(f"grad_clip must be a number > 0 or None (off), got {grad_clip!r}")
     n_train = len(data.train)  # type: ignore[arg-type]
     steps_per_epoch = n_train // batch_size  # batches per epoch (= steps when same_batch)
     if steps_per_epoch < 1:
@@ -171,6 +180,8 @@ def train_supernet(
     }
     if not same_batch:  # recorded only when set, so older checkpoints stay resumable
         config["same_batch"] = False
+    if grad_clip is not None:  # likewise
+        config["grad_clip"] = float(grad_clip)
     supernet.to(device)
     opt = torch.optim.SGD(supernet.parameters(), lr=lr, momentum=momentum,
                           weight_decay=weight_decay)
@@ -240,6 +251,8 @@ def train_supernet(
                     f"(lower lr={lr})")
             if world > 1:
                 _average_gradients(supernet, world)
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(supernet.parameters(), float(grad_clip))
             opt.step()
             for _ in range(take):
                 sched.step()

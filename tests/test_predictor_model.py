@@ -187,3 +187,44 @@ def test_early_stopping_keeps_the_starting_read_out_when_training_only_hurts(spa
     start = p.fit(cells[:40], y[:40], loss="margin", lr=0.0, epochs=2).predict(cells)
     wild = p.fit(cells[:40], y[:40], loss="margin", lr=1e3, epochs=3).predict(cells)
     np.testing.assert_array_equal(wild, start)
+
+
+def test_head_dropout_option_acenas_value_seeded_and_old_checkpoints(space, cells, tmp_path):
+    """Issue 18: AceNAS's heads drop out half the hidden units (0.5); the option is seeded, the
+    weights and state-dict keys do not depend on it, and a checkpoint without the key loads
+    with no dropout (the behaviour before the option)."""
+    from nasrank.predictor.encoder import ACENAS_HEAD_DROPOUT, ACENAS_PRESET, SeededDropout
+
+    assert ACENAS_HEAD_DROPOUT == 0.5 and ACENAS_PRESET == {"head_dropout": 0.5}
+    drop = SeededDropout(0.5, seed=3).train()
+    out = drop(torch.ones(20000))
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
+    assert abs(float((out == 0).float().mean()) - 0.5) < 0.02  # binomial sd 0.0035
+    assert torch.equal(drop.eval()(torch.ones(5)), torch.ones(5))
+
+    y = params_label(space, cells[:30])
+    plain = RankingPredictor(space, seed=7, **SMALL)
+    a = RankingPredictor(space, seed=7, head_dropout=0.5, **SMALL)
+    sd_plain, sd_a = plain.net.state_dict(), a.net.state_dict()
+    assert sd_plain.keys() == sd_a.keys() and all(torch.equal(sd_plain[k], sd_a[k]) for k in sd_a)
+    kw = {"epochs": 3, "valid_fraction": 0.0, "loss": "mse"}  # no early stop: every step counts
+    a.fit(cells[:30], y, **kw)
+    b = RankingPredictor(space, seed=7, head_dropout=0.5, **SMALL).fit(cells[:30], y, **kw)
+    np.testing.assert_array_equal(a.predict(cells), b.predict(cells))  # same seed, same masks
+    pa = a.predict(cells)
+    a.fit(cells[:30], y, **kw)
+    np.testing.assert_array_equal(a.predict(cells), pa)  # a refit restarts the masks too
+    assert not np.array_equal(plain.fit(cells[:30], y, **kw).predict(cells), pa)
+
+    path = tmp_path / "old.pt"
+    plain.save(path)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["hparams"]["head_dropout"]  # what a checkpoint of the code before the option has
+    torch.save(ckpt, path)
+    old = RankingPredictor.load(path, space=space)
+    assert old.hparams_cfg["head_dropout"] == 0.0
+    assert not any(isinstance(m, SeededDropout) for m in old.net.modules())
+    np.testing.assert_array_equal(old.predict(cells), plain.predict(cells))
+    for bad in (1.0, -0.1):
+        with pytest.raises(NasrankError, match="head_dropout"):
+            RankingPredictor(space, head_dropout=bad, **SMALL)

@@ -128,3 +128,41 @@ def test_bad_arguments(digits):
         train_supernet(net, digits, UniformSampler(_net()), epochs=1, batch_size=8, lr=0.1)
     with pytest.raises(NasrankError, match="exceeds"):
         train_supernet(net, digits, UniformSampler(net), epochs=1, batch_size=10**5, lr=0.1)
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.05])
+def test_acenas_defaults_weight_decay_1e4_and_gradient_clipping(digits, grad_clip):
+    """Issue 18: weight decay defaults to AceNAS's 1e-4 (Table 4); ``grad_clip`` rescales the
+    averaged gradient to a global norm of at most ``grad_clip`` before the SGD step (weight
+    decay added after). Reference: the hand-computed first step of the test above."""
+    net, ref = _net(), _net()
+    lr, mom = 0.1, 0.9
+    kw = {} if grad_clip is None else {"grad_clip": grad_clip}
+    train_supernet(net, digits, UniformSampler(net, archs_per_step=2), epochs=1,
+                   batch_size=len(digits.train), lr=lr, momentum=mom, seed=5, progress=False,
+                   **kw)
+    archs = UniformSampler(ref, archs_per_step=2).sample(np.random.default_rng([5, 0]))
+    x, y = digits.train.tensors
+    order = epoch_order(len(y), 5, 0)
+    x, y = x[order], y[order]
+    ref.train()
+    grads = [torch.zeros_like(p) for p in ref.parameters()]
+    used = [False] * len(grads)
+    for arch in archs:
+        ref.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(ref(x, arch), y).backward()
+        for j, (g, p) in enumerate(zip(grads, ref.parameters())):
+            if p.grad is not None:
+                g += p.grad / len(archs)
+                used[j] = True
+    norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+    scale = 1.0 if grad_clip is None else min(1.0, grad_clip / (norm + 1e-6))
+    if grad_clip is not None:
+        assert scale < 0.5  # the clip is active
+    with torch.no_grad():
+        for (name, p), g, q, u in zip(ref.named_parameters(), grads, net.parameters(), used):
+            expected = p - lr * (scale * g + 1e-4 * p) if u else p
+            assert torch.allclose(q, expected, atol=1e-6), name
+    with pytest.raises(NasrankError, match="grad_clip"):
+        train_supernet(net, digits, UniformSampler(net), epochs=1, batch_size=32, lr=0.1,
+                       grad_clip=0.0, progress=False)
