@@ -19,6 +19,7 @@ Each stage writes into one output folder and resumes from what is already there:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -260,7 +261,6 @@ SUPERNET_SETTINGS = "settings.json"
 def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
     """``nasrank supernet-train``: train (or resume) a supernet into ``out/supernet``; its
     settings (every config as ``to_dict()``) go to ``out/supernet/settings.json``."""
-    from nasrank.search.registry import COMMANDS  # noqa: F401  (cfg is one of its entries)
 
     outp = Path(cfg.out)
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "out", "device")}
@@ -439,8 +439,11 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     if not cfg.data:
         raise ConfigError("search needs --data PATH to the benchmark file")
     bench = BENCHMARKS.make(cfg.benchmark, {"path": cfg.data}).build()
-    oracle = BenchmarkOracle(bench, metric=cfg.metric, report_metric=cfg.report)
-    sp = bench.space
+    kw: dict[str, Any] = {}
+    if "restrict" in inspect.signature(BenchmarkOracle).parameters:
+        kw["restrict"] = True  # a partly labelled benchmark (NB101 sample): search its archs
+    oracle = BenchmarkOracle(bench, metric=cfg.metric, report_metric=cfg.report, **kw)
+    sp = oracle.space
     method = cfg.method
     outp = Path(cfg.out or f"runs/search-{cfg.benchmark}-{method.name}-{cfg.metric}-"
                           f"b{cfg.budget}-s{cfg.seed}")

@@ -141,3 +141,134 @@ def test_pretrain_predict_commands(tmp_path, capsys):
     from scipy.stats import spearmanr
     true = [sp.cost(sp.parse(k))[0] for k in pred.keys]
     assert spearmanr(true, pred.column("score")).statistic > 0.8
+
+
+NB101 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb101" / "nb101_1k.json"
+
+
+@pytest.mark.parametrize("method", [
+    ["--method", "greedy", "--method.proxy", "params"],
+    ["--method", "iterative", "--method.rounds", "2", "--fit-epochs", "3"],
+])
+def test_nb101_searches_run_on_the_nb101_table(tmp_path, capsys, method):
+    """NB101 keys are hashes that do not parse back: greedy reads the architectures, not the
+    keys, and every query is a labelled architecture of the table."""
+    if not NB101.exists():
+        pytest.skip("shared NB101 data not available")
+    out = tmp_path / "s"
+    code, stdout, err = run_cli(capsys, "search", "--benchmark", "nb101", "--data", str(NB101),
+                                "--metric", "108_final_validation_accuracy", "--budget", "6",
+                                "--out", str(out), "--device", "cpu", *method)
+    assert code == 0, err
+    res = json.loads((out / "result.json").read_text())
+    from nasrank.spaces.nb101 import load_nb101_json
+    bench = load_nb101_json(NB101)
+    col = bench.table.column("108_final_validation_accuracy")
+    assert len(res["queries"]) == 6 and len({q[0] for q in res["queries"]}) == 6
+    for key, value, _ in res["queries"]:
+        assert value == pytest.approx(col[bench.table.index(key)])
+    if method[1] == "greedy":  # the 6 largest by params, found independently from the table
+        params = bench.table.column("params")
+        top = {bench.table.keys[i] for i in np.argsort(-params, kind="stable")[:6]}
+        assert {q[0] for q in res["queries"]} == top
+
+
+# ----------------------------------------------------------------------------- generated CLI
+def test_component_flags_pick_entry_and_its_options():
+    cmd = parse_args(["run", "--sampler", "fair", "--sampler.arch-batch", "18",
+                      "--method", "re", "--method.population-size", "7"])
+    assert (cmd.sampler.name, cmd.sampler.arch_batch) == ("fair", 18)
+    assert (cmd.method.name, cmd.method.population_size, cmd.method.sample_size) == ("re", 7, 5)
+    # defaults: the space's own supernet, the run's own default options of its method
+    assert cmd.space.name == "nb201" and cmd.supernet.name == "nb201"
+    default = parse_args(["run"])
+    assert (default.method.name, default.method.rounds) == ("iterative", 3)
+    assert parse_args(["run", "--space", "cvpr2021"]).supernet.name == "cvpr2021"
+    assert parse_args(["run", "--space", "nb101"]).supernet is None
+    assert parse_args(["run", "--supernet.channels", "4"]).supernet.channels == 4
+    d = cmd.to_dict()  # what config.json records
+    assert d["sampler"] == {"name": "fair", "arch_batch": 18}
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--sampler.arch-batch", "18"], "'arch_batch'"),      # uniform has no arch_batch
+    (["run", "--sampler", "nosuch"], "'nosuch'"),
+    (["run", "--space", "cvpr2021", "--supernet", "nb201"], "'nb201'"),
+    (["run", "--space", "nb101", "--supernet.channels", "4"], "channels"),
+    (["run", "--method", "re", "--method.sample-size", "30"], "sample_size"),
+])
+def test_component_errors_are_one_line(capsys, argv, needle):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.startswith("nasrank: error:") and err.count("\n") == 1, err
+    assert needle in err
+
+
+def test_toml_component_table_and_top_level_keys(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seed = 3\nbudget = 9\n[run.sampler]\nname = "fair"\narch-batch = 6\n'
+                   '[run.method]\nname = "re"\npopulation_size = 4\nsample_size = 2\n')
+    cmd = parse_args(["--config", str(cfg), "run"])
+    assert (cmd.seed, cmd.budget, cmd.sampler.name, cmd.sampler.arch_batch) == (3, 9, "fair", 6)
+    assert (cmd.method.name, cmd.method.population_size) == ("re", 4)
+    # a flag naming another entry replaces the file's table; options of the same entry add up
+    assert parse_args(["--config", str(cfg), "run", "--sampler", "uniform"]).sampler.name == \
+        "uniform"
+    cmd = parse_args(["--config", str(cfg), "run", "--method.sample-size", "3"])
+    assert (cmd.method.population_size, cmd.method.sample_size) == (4, 3)
+    # top-level keys apply only to commands that have them ('spaces' has neither)
+    assert parse_args(["--config", str(cfg), "spaces"]).name == "spaces"
+
+
+def test_toml_unknown_top_level_key_or_table(tmp_path, capsys):
+    for content, needle in (("sead = 3\n", "'sead'"), ("[serch]\nbudget = 1\n", "[serch]")):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(content)
+        code, _, err = run_cli(capsys, "--config", str(cfg), "search")
+        assert code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_version_and_quiet(capsys):
+    from nasrank import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+    code, out, _ = run_cli(capsys, "--quiet", "spaces")
+    assert code == 0 and "15,625" in out  # the listing is the output, not a progress line
+
+
+def test_help_is_fast_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from nasrank.search.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_broken_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    p = subprocess.run(f"{sys.executable} -m nasrank.search.cli spaces | head -1", shell=True,
+                       capture_output=True, text=True, timeout=300)
+    assert p.stdout.startswith("space") and "Traceback" not in p.stderr
+
+
+def test_stage_streams_are_independent():
+    """Regression: the search's first random round must not replay the weak-label sample (both
+    used default_rng(seed))."""
+    from nasrank.search.stages import Seeds
+    from nasrank.spaces.nb201 import NB201Space
+
+    sp, seeds = NB201Space(), Seeds(0)
+    weak = [sp.key(a) for a in sample_unique(sp, 20, seeds.rng("weak_label_archs"))]
+    first_round = [sp.key(a) for a in sample_unique(sp, 20,
+                                                    np.random.default_rng(seeds.int("search")))]
+    assert len(set(weak) & set(first_round)) < 5   # 20 of 15,625: overlap ~0, not 20
+    assert Seeds(0).int("search") == seeds.int("search") != Seeds(1).int("search")
+    old = [sp.key(a) for a in sample_unique(sp, 20, np.random.default_rng(0))]
+    assert old != weak
