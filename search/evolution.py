@@ -9,6 +9,11 @@ parents, and queries only the ``queries_per_fit`` children the surrogate ranks b
 
 Both dedup by canonical key: a child that was already queried is mutated again (a few tries,
 then replaced by a random unqueried arch), so every query spends budget on a new function.
+
+Crossover (``crossover_prob = p``, both loops): with probability ``p`` a child starts as
+``space.crossover(a, b)`` of two tournament winners ``a``, ``b`` (independent tournaments) and is
+then mutated as usual; otherwise it is a mutation of one winner. ``p = 0`` (default) draws no
+extra random numbers, so it reproduces the mutation-only runs exactly.
 """
 
 from __future__ import annotations
@@ -79,6 +84,25 @@ def _tournament(pop: deque[Individual], sample_size: int,
     return max((pop[int(i)] for i in sorted(idx)), key=lambda ind: ind.value)
 
 
+def _check_crossover_prob(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise NasrankError(f"crossover_prob must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _child(space: SearchSpace, pop: deque[Individual], sample_size: int, bo: BudgetedOracle,
+           rng: np.random.Generator, crossover_prob: float,
+           exclude: set[str] = frozenset()) -> Arch:
+    """A new child: mutation of a tournament winner, or (probability ``crossover_prob``) of the
+    crossover of two winners. No random draw for the coin when ``crossover_prob == 0``."""
+    parent = _tournament(pop, sample_size, rng)
+    base = parent.arch
+    if crossover_prob > 0.0 and rng.random() < crossover_prob:
+        other = _tournament(pop, sample_size, rng)
+        base = space.crossover(parent.arch, other.arch, rng)
+    return _new_child(space, base, bo, rng, exclude)
+
+
 def _query(bo: BudgetedOracle, arch: Arch) -> Individual:
     q = bo.query_full(arch)
     return Individual(arch, q.key, q.value)
@@ -86,23 +110,25 @@ def _query(bo: BudgetedOracle, arch: Arch) -> Individual:
 
 def regularized_evolution(
     *, space: SearchSpace, oracle: Oracle, budget: int, seed: int,
-    population_size: int = 20, sample_size: int = 5,
+    population_size: int = 20, sample_size: int = 5, crossover_prob: float = 0.0,
     record: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Plain regularized evolution for ``budget`` unique queries (the first
-    ``population_size`` are random)."""
+    ``population_size`` are random); ``crossover_prob``: see the module docstring."""
     check_space(space, oracle)
     _check_tournament(population_size, sample_size)
+    crossover_prob = _check_crossover_prob(crossover_prob)
     config = {"method": "regularized_evolution", "seed": check_seed(seed),
               "population_size": population_size, "sample_size": sample_size}
+    if crossover_prob > 0:  # recorded only when used: older records stay resumable
+        config["crossover_prob"] = crossover_prob
     bo = BudgetedOracle(oracle, budget=_check_budget(budget), record=record, config=config)
     rng = np.random.default_rng(seed)
     pop: deque[Individual] = deque()
     while len(pop) < population_size and bo.remaining > 0:
         pop.append(_query(bo, _random_unseen(space, bo, rng)))
     while bo.remaining > 0:
-        parent = _tournament(pop, sample_size, rng)
-        pop.append(_query(bo, _new_child(space, parent.arch, bo, rng)))
+        pop.append(_query(bo, _child(space, pop, sample_size, bo, rng, crossover_prob)))
         pop.popleft()
     return bo.result(config)
 
@@ -112,10 +138,12 @@ def surrogate_evolution(
     predictor_factory: SurrogateFactory, population_size: int = 20, sample_size: int = 5,
     n_init: int = 10, n_children: int = 100, queries_per_fit: int = 1,
     fit_kwargs: Mapping[str, Any] | None = None, record: str | os.PathLike | None = None,
+    crossover_prob: float = 0.0,
 ) -> SearchResult:
     """Surrogate-assisted regularized evolution (see module docstring)."""
     check_space(space, oracle)
     _check_tournament(population_size, sample_size)
+    crossover_prob = _check_crossover_prob(crossover_prob)
     for name, v in (("n_init", n_init), ("n_children", n_children),
                     ("queries_per_fit", queries_per_fit)):
         _positive(name, v)
@@ -124,6 +152,8 @@ def surrogate_evolution(
               "n_init": n_init, "n_children": n_children, "queries_per_fit": queries_per_fit,
               "predictor": describe_factory(predictor_factory),
               "fit_kwargs": {k: repr(v) for k, v in sorted((fit_kwargs or {}).items())}}
+    if crossover_prob > 0:
+        config["crossover_prob"] = crossover_prob
     bo = BudgetedOracle(oracle, budget=_check_budget(budget), record=record, config=config)
     rng = np.random.default_rng(seed)
     surrogate = make_surrogate(predictor_factory, seed)
@@ -137,9 +167,8 @@ def surrogate_evolution(
         surrogate.fit(archs, [bo.query_full(a).value for a in archs], **dict(fit_kwargs or {}))
         children, keys = [], set()
         for _ in range(n_children):
-            parent = _tournament(pop, sample_size, rng)
             try:
-                child = _new_child(space, parent.arch, bo, rng, exclude=keys)
+                child = _child(space, pop, sample_size, bo, rng, crossover_prob, exclude=keys)
             except NasrankError:
                 if children:  # a small space may hold fewer unqueried archs than n_children
                     break

@@ -138,3 +138,57 @@ def test_surrogate_evolution_queries_the_best_predicted_child(bench):
     # with a perfect surrogate each step is the best of 50 children: far ahead of plain search
     assert res.best_value > max(plain.best_value, rand.best_value)
     assert res.best_value >= 73.0
+
+
+# ----------------------------------------------------------------------------- crossover (issue 18)
+# Recorded with the code before crossover existed (commit b778dde): seed 0, NB201 cifar10_valid,
+# budget 60, population 10, tournament 3 -> sha256 of the 60 query keys joined by newlines.
+RE_SEED0_SHA256 = "8bf027ce7df7e6659cd93bb8c3f9ed011382298e90e0a64f74d9d62079e238b8"
+RE_SEED0_FIRST = "|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|"
+
+
+def _re_keys(bench, space=None, **kw):
+    import hashlib
+
+    from nasrank.search.evolution import regularized_evolution as re_
+
+    res = re_(space=space or bench.space, oracle=BenchmarkOracle(bench, metric="cifar10_valid"),
+              budget=60, seed=0, population_size=10, sample_size=3, **kw)
+    keys = [k for k, _, _ in res.queries]
+    return keys, hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
+def test_evolution_crossover_zero_reproduces_the_recorded_mutation_only_run(bench):
+    for kw in ({}, {"crossover_prob": 0.0}, {"crossover_prob": 0}):
+        keys, digest = _re_keys(bench, **kw)
+        assert keys[0] == RE_SEED0_FIRST and digest == RE_SEED0_SHA256
+
+
+def test_evolution_crossover_uses_two_tournament_winners(bench):
+    class Spy(type(bench.space)):
+        """The NB201 space, recording each crossover's parents."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def crossover(self, a, b, rng):
+            self.calls.append((self.key(a), self.key(b)))
+            return super().crossover(a, b, rng)
+
+    never, always, half = Spy(), Spy(), Spy()
+    _re_keys(bench, space=never)
+    assert never.calls == []
+    keys, digest = _re_keys(bench, space=always, crossover_prob=1.0)
+    assert len(always.calls) == 60 - 10 and digest != RE_SEED0_SHA256  # one per child
+    for j, (a, b) in enumerate(always.calls):  # parents come from the queries made before
+        assert a in keys[:10 + j] and b in keys[:10 + j]
+    assert _re_keys(bench, space=Spy(), crossover_prob=1.0)[1] == digest  # seeded
+    _re_keys(bench, space=half, crossover_prob=0.5)
+    assert 10 <= len(half.calls) <= 40  # Binomial(50, 0.5): mean 25, sd 3.5
+    from nasrank.search.evolution import regularized_evolution as re_
+
+    for bad in (-0.1, 1.5, "0.5", True, float("nan")):
+        with pytest.raises(NasrankError, match="crossover_prob"):
+            re_(space=bench.space, oracle=BenchmarkOracle(bench, metric="cifar10_valid"),
+                budget=5, seed=0, crossover_prob=bad)
