@@ -48,7 +48,7 @@ METHODS = ["mse", "lambdarank", "pre_lr", "pre_margin", "rf"]
 
 def clean_proxy(name: str, col: np.ndarray) -> np.ndarray:
     col = col.astype(np.float64).copy()
-    bad = col <= SENTINEL
+    bad = ~np.isfinite(col) | (col <= SENTINEL)  # loaders give NaN for the sentinels
     if bad.any():
         col[bad] = col[~bad].min()
     if name in LOG_SCALED:

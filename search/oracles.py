@@ -66,13 +66,31 @@ class BenchmarkOracle:
     """
 
     def __init__(self, benchmark: Benchmark, *, metric: str,
-                 report_metric: str | None = None) -> None:
+                 report_metric: str | None = None, restrict: bool = False) -> None:
         self.benchmark = benchmark
         self.space = benchmark.space
         self.metric = metric
         self.report_metric = report_metric or metric
         self._value = benchmark.table.column(metric)          # raises naming the bad column
         self._report = benchmark.table.column(self.report_metric)
+        self.restricted = False
+        labelled, total = benchmark.coverage(metric, self.report_metric)
+        if labelled == 0:
+            raise LabelTableError(
+                f"benchmark {benchmark.name!r} has no architecture with finite {metric!r}"
+                + (f" and {self.report_metric!r}" if self.report_metric != metric else ""))
+        if total is None or labelled < total:
+            if not restrict:
+                of = "an unbounded space" if total is None else f"the space's {total:,}"
+                raise LabelTableError(
+                    f"benchmark {benchmark.name!r} labels {metric!r}"
+                    + (f"/{self.report_metric!r}" if self.report_metric != metric else "")
+                    + f" for only {labelled:,} architectures of {of}: a search would stop at "
+                    f"the first unlabelled one; search only the labelled ones (restrict=True: "
+                    f"use oracle.space as the search space) or choose a fully labelled metric")
+            # searches must propose only labelled archs: use this oracle's space
+            self.space = benchmark.labelled_space(metric, self.report_metric)
+            self.restricted = True
 
     def row(self, arch: Arch) -> int:
         key = self.space.key(arch)
@@ -101,9 +119,12 @@ class BenchmarkOracle:
         return best, float(self._report[best_i])
 
     def describe(self) -> dict[str, Any]:
-        return {"oracle": "benchmark", "benchmark": self.benchmark.name,
-                "space": self.space.name, "rows": len(self.benchmark.table),
-                "metric": self.metric, "report_metric": self.report_metric}
+        d = {"oracle": "benchmark", "benchmark": self.benchmark.name,
+             "space": self.space.name, "rows": len(self.benchmark.table),
+             "metric": self.metric, "report_metric": self.report_metric}
+        if self.restricted:
+            d["labelled_archs"] = self.space.size
+        return d
 
 
 class TrainingOracle:
@@ -213,6 +234,11 @@ class BudgetedOracle:
         else:
             ev = self.oracle.evaluate(arch)
             q = Query(key, float(ev.value), float(ev.reported), float(ev.seconds))
+            if not math.isfinite(q.value):
+                raise NasrankError(
+                    f"oracle {self.oracle.describe().get('oracle', type(self.oracle).__name__)!r}"
+                    f" returned value {q.value} for architecture {key!r}; expected a finite "
+                    f"number (nothing was recorded for it)")
             if self.record is not None:
                 self.record.add_query(q)
         self._memo[key] = q

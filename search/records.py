@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasrank.errors import NasrankError
+from nasrank.errors import NasrankError, UnsafePathError
+from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 
 
 class RecordError(NasrankError):
@@ -124,6 +125,7 @@ class RunRecord:
         self.config = _jsonable(config)
         self.queries: list[Query] = []
         self.result: dict[str, Any] | None = None
+        refuse_symlink(self.path, "run record")
         if self.path.exists() and self.path.stat().st_size > 0:
             self._load()
         else:
@@ -131,41 +133,67 @@ class RunRecord:
             self._append({"type": "run", "config": self.config})
 
     def _load(self) -> None:
-        lines = self.path.read_text().split("\n")
-        complete = lines[:-1]  # the text after the last newline is a torn (unfinished) line
-        if lines[-1].strip():
-            # repair: drop the torn line so later appends start on a fresh line
-            with open(self.path, "w") as f:
-                f.write("".join(line + "\n" for line in complete))
+        """Read and check the whole record; only then drop a torn last line (the query in flight
+        when the process died). A file that is not a record of ours is refused, never cut."""
+        data = self.path.read_bytes()
+        cut = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
+        try:
+            text, tail = data[:cut].decode("utf-8"), data[cut:].decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise UnsafePathError(
+                f"{str(self.path)!r} is not a UTF-8 text file, so not a nasrank run record; "
+                f"refusing to modify it: move it away or use another --out") from None
         entries = []
-        for n, line in enumerate(complete, start=1):
+        for n, line in enumerate(text.split("\n")[:-1], start=1):
             if not line.strip():
                 continue
             try:
-                entries.append(json.loads(line))
+                e = json.loads(line)
             except json.JSONDecodeError as err:
-                raise RecordError(f"{str(self.path)!r} line {n} is not JSON: {err}") from None
+                raise RecordError(f"{str(self.path)!r} line {n} is not JSON ({err}): not a "
+                                  f"nasrank run record, or damaged; refusing to modify it") from None
+            if not isinstance(e, dict):
+                raise RecordError(f"{str(self.path)!r} line {n} is not a JSON object: not a "
+                                  f"nasrank run record; refusing to modify it")
+            entries.append(e)
         if not entries or entries[0].get("type") != "run":
-            raise RecordError(f"{str(self.path)!r} does not start with a 'run' line")
+            raise RecordError(f"{str(self.path)!r} does not start with a 'run' line: not a "
+                              f"nasrank run record; refusing to modify it")
+        if tail and (not tail.startswith("{") or "\x00" in tail or "\n" in tail):
+            raise RecordError(f"{str(self.path)!r}: its unfinished last line {tail[:60]!r} is not "
+                              f"a torn entry of a run record; refusing to modify it")
         if entries[0].get("config") != self.config:
             raise RecordError(
                 f"record {str(self.path)!r} was written by another run configuration:\n"
                 f"  recorded {entries[0].get('config')}\n  this run {self.config}\n"
                 f"use another record path")
+        queries: list[Query] = []
         for e in entries[1:]:
             if e.get("type") == "query":
-                self.queries.append(Query(str(e["key"]), float(e["value"]),
-                                          float(e["reported"]), float(e["seconds"])))
+                try:
+                    queries.append(Query(str(e["key"]), float(e["value"]),
+                                         float(e["reported"]), float(e["seconds"])))
+                except (KeyError, TypeError, ValueError):
+                    raise RecordError(f"{str(self.path)!r}: malformed query entry {e}") from None
             elif e.get("type") == "result":
                 self.result = e
             else:
                 raise RecordError(f"{str(self.path)!r}: unknown entry type {e.get('type')!r}")
+        self.queries = queries
+        if tail:  # validated: drop the torn line so later appends start on a fresh line
+            fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                os.ftruncate(fd, cut)
+            finally:
+                os.close(fd)
 
     def _append(self, entry: Mapping[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        with disk_full_guard(self.path):
+            with open_append(self.path, "run record") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
 
     def add_query(self, q: Query) -> None:
         self.queries.append(q)
@@ -181,10 +209,10 @@ def read_record(path: str | os.PathLike) -> tuple[dict[str, Any], list[Query], d
     p = Path(path)
     if not p.is_file():
         raise RecordError(f"run record {str(p)!r} does not exist")
-    first = p.read_text().split("\n", 1)[0]
     try:
+        first = p.read_bytes().split(b"\n", 1)[0].decode("utf-8")
         config = json.loads(first)["config"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise RecordError(f"{str(p)!r} does not start with a 'run' line") from None
     rec = RunRecord(p, config)
     return rec.config, rec.queries, rec.result

@@ -54,6 +54,25 @@ def make_surrogate(factory: SurrogateFactory, seed: int) -> Surrogate:
     return s
 
 
+def check_labels(space: SearchSpace, archs: Sequence[Arch], y: Any, who: str) -> np.ndarray:
+    """``y`` as float64, one finite value per arch; else a :class:`NasrankError` naming the
+    first arch whose label is NaN or infinite (a NaN silently poisons a forest or a ranking)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(archs) == 0 or y.shape != (len(archs),):
+        raise NasrankError(f"{who} needs one y per arch; got {len(archs)} archs, y {y.shape}")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        i = int(bad[0])
+        try:
+            name = space.format(archs[i])
+        except Exception:  # a space without format, or a malformed arch: show it as given
+            name = repr(archs[i])
+        raise NasrankError(
+            f"{who}: label of architecture {name!r} is {y[i]} ({bad.size} of {len(y)} labels are "
+            f"not finite); expected finite labels (drop or fix those rows)")
+    return y
+
+
 class OneHotEncoder:
     """One-hot encoding of the space's categorical choices (``space.to_choices``)."""
 
@@ -102,9 +121,7 @@ class ForestSurrogate:
     def fit(self, archs: Sequence[Arch], y: Any, **_: Any) -> ForestSurrogate:
         from sklearn.ensemble import RandomForestRegressor
 
-        y = np.asarray(y, dtype=np.float64)
-        if len(archs) == 0 or y.shape != (len(archs),):
-            raise NasrankError(f"fit needs one y per arch; got {len(archs)} archs, y {y.shape}")
+        y = check_labels(self.space, archs, y, "ForestSurrogate.fit")
         self.model = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
             random_state=self.seed, n_jobs=1).fit(self._x(archs), y)
@@ -190,9 +207,9 @@ def ranking_predictor_factory(
             self.fitted = False
 
         def fit(self, archs: Sequence[Arch], y: Any, **kw: Any) -> Any:
+            y = check_labels(space, archs, y, "ranking predictor fit")
             self.fitted = True
-            return self.model.fit(list(archs), np.asarray(y, dtype=np.float64),
-                                  **{**fit_kw, **kw})
+            return self.model.fit(list(archs), y, **{**fit_kw, **kw})
 
         def predict(self, archs: Sequence[Arch]) -> np.ndarray:
             if prior_label is not None and not self.fitted:

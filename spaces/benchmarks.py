@@ -23,6 +23,9 @@ from .labels import LabelTable
 from .nb201 import EDGES, NB201Arch, NB201Space, parse_arch
 
 
+ENUMERATE_LIMIT = 2_000_000  # spaces up to this size are enumerated to count distinct functions
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A label table with ground truth for (some of) a space's architectures.
@@ -61,6 +64,98 @@ class Benchmark:
         col = self.table.column(metric)
         return [k for k, v in zip(self.table.keys, col) if math.isfinite(v)]
 
+    def coverage(self, *metrics: str) -> tuple[int, int | None]:
+        """``(labelled, total)``: distinct architectures (canonical keys) with every ``metrics``
+        finite, and the distinct architectures of the space (``None`` when it cannot be
+        enumerated). A search that may propose any arch of the space needs the two equal."""
+        cols = [self.table.column(m) for m in metrics]
+        ok = np.logical_and.reduce([np.isfinite(c) for c in cols])
+        rows = np.flatnonzero(ok)
+        size = self.space.size
+        if size is not None and rows.size >= size:
+            return int(size), int(size)
+        labelled = {self.space.key(self.archs[self.table.keys[i]]) for i in rows}
+        if size is None:
+            return len(labelled), None
+        if size > ENUMERATE_LIMIT:  # too many to enumerate: far more archs than any table holds
+            return len(labelled), int(size)
+        total = len({self.space.key(a) for a in self.space.enumerate()})
+        return len(labelled), total
+
+    def labelled_space(self, *metrics: str) -> SubsetSpace:
+        """The space restricted to the architectures with every ``metrics`` finite."""
+        cols = [self.table.column(m) for m in metrics]
+        ok = np.logical_and.reduce([np.isfinite(c) for c in cols])
+        archs = [self.archs[self.table.keys[i]] for i in np.flatnonzero(ok)]
+        if not archs:
+            raise LabelTableError(
+                f"benchmark {self.name!r} has no architecture with finite {list(metrics)}")
+        return SubsetSpace(self.space, archs)
+
+
+class SubsetSpace:
+    """A space restricted to a finite list of its architectures (a benchmark's labelled ones).
+
+    ``sample``, ``enumerate`` and ``size`` cover the list only; ``mutate`` and ``crossover`` use
+    the space's own operators and, when the child falls outside the list, return the listed
+    architecture closest to it (fewest differing choices, ties broken by ``rng``). Everything else
+    (``key``, ``parse``, ``to_graph``, ``name``...) is the underlying space's, so records and
+    checkpoints see the same space.
+    """
+
+    def __init__(self, space: SearchSpace, archs: list[Any]) -> None:
+        self._space = space
+        self._by_key: dict[str, Any] = {}
+        for a in archs:
+            self._by_key.setdefault(space.key(a), a)
+        if not self._by_key:
+            raise NasrankError(f"a subset of space {space.name!r} needs at least one architecture")
+        self._archs = list(self._by_key.values())
+        self.size = len(self._archs)
+        self._codes: np.ndarray | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_space":
+            raise AttributeError(name)
+        return getattr(self._space, name)
+
+    def __contains__(self, arch: Any) -> bool:
+        return self._space.key(arch) in self._by_key
+
+    def enumerate(self):
+        return iter(self._archs)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self._archs[int(rng.integers(self.size))]
+
+    def _encode(self, arch: Any) -> np.ndarray:
+        params = self._space.to_choices(arch)
+        return np.array([repr(params[n]) for n in self._space.choices()], dtype=object)
+
+    def _nearest(self, arch: Any, rng: np.random.Generator, exclude: str | None = None) -> Any:
+        if self._codes is None:
+            self._codes = np.stack([self._encode(a) for a in self._archs])
+        dist = (self._codes != self._encode(arch)).sum(axis=1).astype(np.float64)
+        if exclude is not None and self.size > 1:
+            dist[self._archs.index(self._by_key[exclude])] = np.inf
+        best = np.flatnonzero(dist == dist.min())
+        return self._archs[int(best[int(rng.integers(best.size))])]
+
+    def mutate(self, arch: Any, rng: np.random.Generator) -> Any:
+        parent = self._space.key(arch)
+        child = arch
+        for _ in range(16):
+            child = self._space.mutate(arch, rng)
+            k = self._space.key(child)
+            if k in self._by_key and k != parent:
+                return self._by_key[k]
+        return self._nearest(child, rng, exclude=parent if parent in self._by_key else None)
+
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Any:
+        child = self._space.crossover(a, b, rng)
+        k = self._space.key(child)
+        return self._by_key[k] if k in self._by_key else self._nearest(child, rng)
+
 
 def _resolve(path: str | os.PathLike, names: tuple[str, ...], what: str) -> Path:
     p = Path(path)
@@ -80,47 +175,81 @@ def _resolve(path: str | os.PathLike, names: tuple[str, ...], what: str) -> Path
 NB201_REQUIRED = ("arch_str", "cifar10_valid", "cifar10_test", "cifar100_test")
 
 
+#: Values the published sources write where a measurement failed (NAS-Bench-Suite-Zero's proxies,
+#: HW-NAS-Bench's Edge TPU latency); loaded as NaN with a note, never as real numbers.
+NB201_SENTINELS: dict[str, float] = {
+    "zc_jacov": -1e8, "zc_nwot": -1e8, "zc_epe_nas": -1e8, "zc_zen": -1e8,
+    "hw_edgetpu_latency": -1.0,
+}
+
+
 def load_nb201(path: str | os.PathLike) -> Benchmark:
     """NAS-Bench-201 as published in ``nb201.csv`` (one row per cell, ``arch_str`` plus numeric
     columns: accuracies, 12-epoch accuracies, ``zc_*`` proxies, ``hw_*`` latencies).
 
-    ``path`` is the CSV or a folder holding ``nb201.csv`` or ``nb201/nb201.csv``.
+    ``path`` is the CSV or a folder holding ``nb201.csv`` or ``nb201/nb201.csv``. Every row must
+    have every field (a truncated file is refused); the published failure sentinels
+    (:data:`NB201_SENTINELS`) become NaN with a note in the row's ``note``.
     """
     file = _resolve(path, ("nb201.csv", "nb201/nb201.csv"), "NB201 benchmark")
     space = NB201Space()
-    with open(file, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for col in NB201_REQUIRED:
-            if col not in header:
-                raise LabelTableError(
-                    f"NB201 file {str(file)!r} lacks column {col!r}; header is {header}"
-                )
-        numeric = [h for h in header if h not in ("arch_str", "index")]
-        keys, rows, archs = [], [], {}
-        for lineno, rec in enumerate(reader, start=2):
-            text = rec["arch_str"]
-            if text is None or text.strip() == "" or text.strip().lower() == "nan":
-                raise LabelTableError(f"{str(file)!r} line {lineno}: empty arch_str")
-            arch = parse_arch(text)
-            vals = []
-            for h in numeric:
-                v = (rec[h] or "").strip()
-                try:
-                    vals.append(float(v) if v else math.nan)
-                except ValueError:
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None) or []
+            for col in NB201_REQUIRED:
+                if col not in header:
                     raise LabelTableError(
-                        f"{str(file)!r} line {lineno}: column {h!r} has non-numeric value {v!r}"
-                    ) from None
-            key = space.format(arch)
-            keys.append(key)
-            archs[key] = arch
-            rows.append(vals)
+                        f"NB201 file {str(file)!r} lacks column {col!r}; header is {header[:8]}"
+                    )
+            a_col = header.index("arch_str")
+            numeric = [(j, h) for j, h in enumerate(header) if h not in ("arch_str", "index")]
+            sentinels = [(k, j, h, NB201_SENTINELS[h]) for k, (j, h) in enumerate(numeric)
+                         if h in NB201_SENTINELS]
+            keys, rows, archs, notes = [], [], {}, []
+            for rec in reader:
+                lineno = reader.line_num
+                if not rec:
+                    continue
+                if len(rec) != len(header):
+                    raise LabelTableError(
+                        f"{str(file)!r} line {lineno}: {len(rec)} fields, expected "
+                        f"{len(header)} (a truncated or damaged file?)")
+                text = rec[a_col]
+                if text.strip() == "" or text.strip().lower() == "nan":
+                    raise LabelTableError(f"{str(file)!r} line {lineno}: empty arch_str")
+                arch = parse_arch(text)
+                vals = []
+                for j, h in numeric:
+                    v = rec[j].strip()
+                    try:
+                        vals.append(float(v) if v else math.nan)
+                    except ValueError:
+                        raise LabelTableError(
+                            f"{str(file)!r} line {lineno}: column {h!r} has non-numeric value "
+                            f"{v!r}") from None
+                failed = []
+                for k, _, h, bad in sentinels:
+                    if vals[k] == bad:
+                        vals[k] = math.nan
+                        failed.append(f"{h}={bad:g}")
+                key = space.format(arch)
+                keys.append(key)
+                archs[key] = arch
+                rows.append(vals)
+                notes.append(f"published failure sentinel: {', '.join(failed)}" if failed else "")
+    except UnicodeDecodeError as err:
+        raise LabelTableError(
+            f"NB201 file {str(file)!r} is not UTF-8 text (byte {err.start}); expected a CSV") from None
+    except csv.Error as err:
+        raise LabelTableError(f"NB201 file {str(file)!r} is not a valid CSV: {err}") from None
     if not keys:
         raise LabelTableError(f"NB201 file {str(file)!r} has no rows")
-    data = np.asarray(rows, dtype=np.float64)
-    table = LabelTable(keys, {h: data[:, j] for j, h in enumerate(numeric)}, space=space.name)
-    metrics = tuple(h for h in numeric if not h.startswith(("zc_", "hw_")) and "12ep" not in h)
+    names = [h for _, h in numeric]
+    data = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    table = LabelTable(keys, {h: data[:, j] for j, h in enumerate(names)}, space=space.name,
+                       notes=notes)
+    metrics = tuple(h for h in names if not h.startswith(("zc_", "hw_")) and "12ep" not in h)
     return Benchmark("nb201", space, table, archs, metrics)
 
 

@@ -231,3 +231,35 @@ def test_disk_full_on_append_names_the_file_and_says_rerun_resumes(tmp_path, mon
         w.add("k1", {"acc": 2.0})
     monkeypatch.undo()
     assert LabelWriter(p, ["acc"], space="nb201").done == {"k0"}
+
+
+def test_nb201_truncated_file_is_refused(tmp_path):
+    from conftest import data_path
+
+    lines = data_path("nb201", "nb201.csv").read_text().splitlines()[:4]
+    p = tmp_path / "nb201.csv"
+    last = lines[3]
+    cut = last[:last.index(",", len(last) // 2)]        # killed copy: half the last row
+    p.write_text("\n".join(lines[:3] + [cut]))
+    with pytest.raises(LabelTableError, match=r"line 4: \d+ fields, expected 32"):
+        load_nb201(p)
+    p.write_text("\n".join(lines) + "\n")
+    assert len(load_nb201(p).table) == 3
+    p.write_bytes(b"arch_str,cifar10_valid,cifar10_test,cifar100_test\n\xff\xfe,1,2,3\n")
+    with pytest.raises(LabelTableError, match="not UTF-8"):
+        load_nb201(p)
+
+
+def test_nb201_published_failure_sentinels_load_as_nan_with_a_note(nb201_bench):
+    t = nb201_bench.table
+    # HW-NAS-Bench writes -1 for the 4,699 cells whose Edge TPU latency it could not measure
+    tpu = t.column("hw_edgetpu_latency")
+    assert np.isnan(tpu).sum() == 4699 and (tpu[np.isfinite(tpu)] > 0).all()
+    # NAS-Bench-Suite-Zero writes -1e8 for one cell in jacov, nwot, epe_nas and zen
+    for c in ("zc_jacov", "zc_nwot", "zc_epe_nas", "zc_zen"):
+        col = t.column(c)
+        assert col[np.isfinite(col)].min() > -1e7
+    jac = canonical_subset(nb201_bench).table
+    i = int(np.flatnonzero(np.isnan(jac.column("zc_jacov")))[0])
+    assert np.isnan(jac.column("zc_nwot")[i]) and np.isnan(jac.column("zc_zen")[i])
+    assert "zc_jacov=-1e+08" in jac.notes[i] and "published failure sentinel" in jac.notes[i]

@@ -136,3 +136,125 @@ def test_bad_arguments_raise():
         random_search(space=TinySpace(), oracle=TableOracle(), budget=2.5, seed=0)
     with pytest.raises(NasrankError, match="only 7 distinct"):
         random_search(space=TinySpace(), oracle=TableOracle(), budget=8, seed=0)
+
+
+# ----------------------------------------------------------------------------- issue 17/19
+import math  # noqa: E402
+import re  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from nasrank.errors import DiskFullError, LabelTableError, UnsafePathError  # noqa: E402
+from conftest import data_path  # noqa: E402
+
+
+def _record(tmp_path, budget=3):
+    path = tmp_path / "run.jsonl"
+    random_search(space=TinySpace(), oracle=TableOracle(), budget=budget, seed=0, record=path)
+    return path
+
+
+def test_record_symlinked_to_another_file_is_refused_and_that_file_kept(tmp_path):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("line one\nline two, no newline")
+    link = tmp_path / "run.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        random_search(space=TinySpace(), oracle=TableOracle(), budget=3, seed=0, record=link)
+    assert victim.read_text() == "line one\nline two, no newline"
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)),                                       # binary
+    b"just some text\nwith an unfinished line",             # foreign text
+    b'{"type": "run", "config": {}}\nnot json\n{"type": "q',  # damaged in the middle
+])
+def test_record_repair_refuses_foreign_files_and_cuts_nothing(tmp_path, content):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(NasrankError, match="refusing to modify"):
+        random_search(space=TinySpace(), oracle=TableOracle(), budget=3, seed=0, record=path)
+    assert path.read_bytes() == content
+
+
+def test_record_of_another_run_keeps_its_torn_line(tmp_path):
+    path = _record(tmp_path)
+    data = path.read_bytes() + b'{"type": "query", "i"'
+    path.write_bytes(data)
+    with pytest.raises(RecordError, match="another run configuration"):
+        random_search(space=TinySpace(), oracle=TableOracle(), budget=3, seed=1, record=path)
+    assert path.read_bytes() == data
+
+
+def test_record_disk_full_names_the_file_and_says_rerun_resumes(tmp_path, monkeypatch):
+    import nasrank.search.records as records
+
+    class Full:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, *_):
+            raise OSError(28, "No space left on device")
+
+    path = tmp_path / "run.jsonl"
+    monkeypatch.setattr(records, "open_append", lambda *a, **k: Full())
+    with pytest.raises(DiskFullError, match=r"run\.jsonl.*resumes"):
+        random_search(space=TinySpace(), oracle=TableOracle(), budget=3, seed=0, record=path)
+
+
+class _NanOracle(TableOracle):
+    def evaluate(self, arch):
+        ev = super().evaluate(arch)
+        return type(ev)(math.nan, ev.reported, ev.seconds)
+
+
+def test_nan_from_an_oracle_names_the_arch_and_is_not_recorded(tmp_path):
+    bo = BudgetedOracle(_NanOracle(), budget=3, record=tmp_path / "r.jsonl")
+    with pytest.raises(NasrankError, match=r"value nan for architecture 'b-b'"):
+        bo.query(("b", "b"))
+    assert bo.used == 0
+    assert [json.loads(x)["type"] for x in (tmp_path / "r.jsonl").read_text().splitlines()] == ["run"]
+
+
+def test_nan_labels_into_the_forest_name_the_arch(nb201_bench):
+    from nasrank.search.surrogates import ForestSurrogate
+
+    sp = nb201_bench.space
+    archs = [sp.parse(k) for k in nb201_bench.table.keys[:4]]
+    with pytest.raises(NasrankError, match=re.escape(f"{sp.format(archs[2])!r} is nan")):
+        ForestSurrogate(sp).fit(archs, [1.0, 2.0, math.nan, 3.0])
+
+
+def _cvpr_file(tmp_path, labelled=3, rows=6):
+    lines = data_path("cvpr2021_track1", "archs.csv").read_text().splitlines()[:rows + 1]
+    out = [lines[0]] + [ln if i < labelled else ln.rsplit(",", 1)[0] + ","
+                        for i, ln in enumerate(lines[1:])]
+    p = tmp_path / "archs.csv"
+    p.write_text("\n".join(out) + "\n")
+    return p
+
+
+def test_partial_benchmark_refused_up_front_or_searched_only_where_labelled(tmp_path):
+    from nasrank.spaces.benchmarks import load_benchmark
+
+    bench = load_benchmark("cvpr2021", _cvpr_file(tmp_path))
+    with pytest.raises(LabelTableError, match="only 3 architectures"):
+        BenchmarkOracle(bench, metric="gt_acc")
+    with pytest.raises(LabelTableError, match="only 6 architectures"):
+        BenchmarkOracle(bench, metric="supernet_acc_run1")
+    oracle = BenchmarkOracle(bench, metric="gt_acc", restrict=True)
+    assert oracle.space.size == 3 and oracle.space.name == "cvpr2021"
+    res = random_search(space=oracle.space, oracle=oracle, budget=3, seed=0)
+    labelled = {bench.space.key(bench.archs[k]) for k in bench.labelled("gt_acc")}
+    assert {k for k, _, _ in res.queries} == labelled
+    assert res.best_value == max(bench.table.column("gt_acc")[:3])
+    with pytest.raises(NasrankError, match="3"):
+        random_search(space=oracle.space, oracle=oracle, budget=4, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the search operators never leave the labelled archs
+        a = oracle.space.sample(rng)
+        assert oracle.space.mutate(a, rng) in oracle.space
+        assert oracle.space.crossover(a, oracle.space.sample(rng), rng) in oracle.space
