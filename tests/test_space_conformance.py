@@ -1,13 +1,13 @@
-"""One conformance suite run over every search space: what the rest of nasrank relies on.
+"""One conformance suite run over every registered search space (``SPACES``): what the rest of
+nasrank relies on.
 
-Parametrised over the registered spaces (``SPACES``) plus the names ``nasrank.spaces.get_space``
-still knows (until every space is registered). Each space is checked on sampled architectures
-and their mutations and crossovers: string round trip, canonical key idempotent, mutation stays
-in the space and changes the key, crossover stays in the space, graph shapes, Optuna choices
-round trip, seeded sampling, ``enumerate``/``size``, and the analytic cost equal to the built
-network's own counts (parameters exactly; FLOPs = multiply-accumulates of every Conv2d and
-Linear, counted by forward hooks, on a small input). Facts of one space (published counts,
-hand cases, error messages) stay in that space's own test file.
+Each space is checked on sampled architectures and their mutations and crossovers: string round
+trip, canonical key idempotent, mutation stays in the space and changes the key, crossover stays
+in the space, graph shapes, Optuna choices round trip, seeded sampling, ``enumerate``/``size``,
+and the analytic cost equal to the built network's own counts (parameters exactly; FLOPs =
+multiply-accumulates of every Conv2d and Linear, counted by forward hooks, on a small input).
+Facts of one space (published counts, hand cases, error messages) stay in that space's own test
+file. A newly registered space is picked up with its default options.
 """
 
 from __future__ import annotations
@@ -19,40 +19,33 @@ import pytest
 import torch
 from torch import nn
 
-from nasrank.spaces import SPACE_NAMES, SearchSpace, get_space
+from nasrank.spaces import SearchSpace
 from nasrank.spaces.registry import SPACES
 
-#: Per space: (config values for ``SPACES.make``, keyword options of ``build``/``cost``) that
-#: keep the networks tiny. A space not listed is tested at its defaults.
-SMALL: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "nb201": ({}, {"C": 4, "N": 1}),
-    "nb101": ({}, {"stem_channels": 8, "num_stacks": 2, "num_cells": 1}),
-    "mbconv": ({"stem": 4, "widths": (4, 8), "depths": (2, 3), "strides": (1, 2), "head": 8}, {}),
+#: Config values (``SPACES.make(name, values)``) that keep the networks tiny; the networks are
+#: then built with the config's ``network_kwargs()`` where it has one.
+SMALL: dict[str, dict[str, Any]] = {
+    "nb101": {"stem_channels": 8, "num_stacks": 2, "num_cells": 1},
+    "mbconv": {"stem": 4, "widths": (4, 8), "depths": (2, 3), "strides": (1, 2), "head": 8},
 }
+#: ``build``/``cost`` options of spaces whose config does not size the networks (NB201: its
+#: supernet config does).
+NETWORK: dict[str, dict[str, Any]] = {"nb201": {"C": 4, "N": 1}}
 INPUT_SHAPE = (2, 8, 8)
 NUM_CLASSES = 5
 N_ARCHS = 20
 ENUMERATE_LIMIT = 20_000  # count ``enumerate()`` against ``size`` up to this size
 
 
-def _names() -> list[str]:
-    names = list(SPACES.names())
-    return names + [n for n in SPACE_NAMES if n not in names]
-
-
-def make_space(name: str) -> SearchSpace:
-    if name in SPACES:
-        return SPACES.make(name, SMALL.get(name, ({}, {}))[0]).build()
-    return get_space(name)
-
-
-@pytest.fixture(scope="module", params=_names())
+@pytest.fixture(scope="module", params=SPACES.names())
 def case(request):
     name = request.param
-    space = make_space(name)
+    cfg = SPACES.make(name, SMALL.get(name, {}))
+    options = cfg.network_kwargs() if hasattr(cfg, "network_kwargs") else NETWORK.get(name, {})
+    space = cfg.build()
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(N_ARCHS)]
-    return name, space, archs
+    return name, space, archs, options
 
 
 def _canonical(space: SearchSpace, arch: Any) -> Any:
@@ -76,7 +69,7 @@ def _count(net: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
     net.eval()
     try:
         with torch.no_grad():
-            out = net(torch.randn(1, *shape))
+            out = net(torch.randn(1, *shape, generator=torch.Generator().manual_seed(0)))
     finally:
         for h in hooks:
             h.remove()
@@ -85,7 +78,7 @@ def _count(net: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def test_protocol_and_name(case):
-    name, space, archs = case
+    name, space, archs, _ = case
     assert isinstance(space, SearchSpace) and space.name == name
     assert space.hparam_dim >= 0 and space.node_feature_dim >= 1 and space.max_nodes >= 1
     for arch in archs:
@@ -94,14 +87,14 @@ def test_protocol_and_name(case):
 
 
 def test_sampling_is_seeded(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     rng = np.random.default_rng(0)
     assert [space.sample(rng) for _ in range(N_ARCHS)] == archs
     assert len({space.key(a) for a in archs}) > 1
 
 
 def test_parse_format_round_trip(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     for arch in archs:
         text = space.format(arch)
         assert isinstance(text, str) and space.parse(text) == arch
@@ -109,7 +102,7 @@ def test_parse_format_round_trip(case):
 
 
 def test_canonical_key_idempotent(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     for arch in archs:
         key, canon = space.key(arch), _canonical(space, arch)
         assert isinstance(key, str) and key
@@ -118,7 +111,7 @@ def test_canonical_key_idempotent(case):
 
 
 def test_mutation_stays_in_space_and_changes_the_key(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     rng = np.random.default_rng(1)
     for arch in archs:
         for _ in range(3):
@@ -128,7 +121,7 @@ def test_mutation_stays_in_space_and_changes_the_key(case):
 
 
 def test_crossover_stays_in_space(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     rng = np.random.default_rng(2)
     for a, b in zip(archs, archs[1:] + archs[:1]):
         child = space.crossover(a, b, rng)
@@ -137,7 +130,7 @@ def test_crossover_stays_in_space(case):
 
 
 def test_graph_shapes(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     rng = np.random.default_rng(3)
     for arch in archs + [space.mutate(a, rng) for a in archs]:
         g = space.to_graph(arch)
@@ -152,7 +145,7 @@ def test_graph_shapes(case):
 
 
 def test_choices_round_trip(case):
-    _, space, archs = case
+    _, space, archs, _ = case
     choices = space.choices()
     for arch in archs:
         params = space.to_choices(arch)
@@ -163,7 +156,7 @@ def test_choices_round_trip(case):
 
 
 def test_enumerate_matches_size(case):
-    _, space, _ = case
+    _, space, _, _ = case
     if space.size is None:
         pytest.skip(f"space {space.name!r} is not enumerable (size None)")
     assert isinstance(space.size, int) and space.size >= 1
@@ -179,8 +172,7 @@ def test_enumerate_matches_size(case):
 
 
 def test_cost_equals_built_network_counts(case):
-    name, space, archs = case
-    options = SMALL.get(name, ({}, {}))[1]
+    _, space, archs, options = case
     for arch in archs[:4]:
         net = space.build(arch, NUM_CLASSES, in_channels=INPUT_SHAPE[0], **options)
         macs, n_params = _count(net, INPUT_SHAPE)
