@@ -274,9 +274,11 @@ def _row_fields(r: dict[str, Any]) -> list[str]:
 
 
 def _meta(recipe: Recipe | dict[str, Any], archs: list[str], seeds: list[int],
-          shard: tuple[int, int], arch_source: dict[str, Any]) -> dict[str, Any]:
+          shard: tuple[int, int], arch_source: dict[str, Any], space: str | None = None
+          ) -> dict[str, Any]:
     rec = recipe.to_json() if isinstance(recipe, Recipe) else dict(recipe)
-    return {"format": FORMAT, "version": FORMAT_VERSION, "space": rec["space"], "recipe": rec,
+    return {"format": FORMAT, "version": FORMAT_VERSION,
+            "space": space if space is not None else rec["space"], "recipe": rec,
             "seeds": list(seeds), "shard": list(shard), "arch_source": arch_source,
             "archs": list(archs)}
 
@@ -542,15 +544,21 @@ def merge_groundtruth(paths: Sequence[str | os.PathLike], out: str | os.PathLike
                    if (a, s) not in {(r["index"], r["seed"]) for r in rows}]
         raise LabelTableError(f"the shards hold {len(rows)} of {len(order)} trainings; first "
                               f"missing: {missing[0]!r} (finish the shards first)")
+    merged = GroundTruth(first.space, first.recipe, first.archs, first.seeds, (0, 1), rows)
+    return write_groundtruth(merged, out, _read_meta(Path(first.path)).get("arch_source", {}))
+
+
+def write_groundtruth(table: GroundTruth, out: str | os.PathLike,
+                      arch_source: dict[str, Any] | None = None) -> GroundTruth:
+    """Write ``table`` (CSV and sidecar, atomically) to ``out`` and read it back."""
     out = Path(out)
     refuse_symlink(out, "ground-truth table")
-    meta = _meta(first.recipe, first.archs, first.seeds, (0, 1),
-                 _read_meta(Path(first.path)).get("arch_source", {}))  # type: ignore[arg-type]
-    merged = GroundTruth(first.space, first.recipe, first.archs, first.seeds, (0, 1), rows, out)
+    meta = _meta(table.recipe, table.archs, table.seeds, tuple(table.shard),  # type: ignore[arg-type]
+                 arch_source or {"given": len(table.archs)}, table.space)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with disk_full_guard(out):
-        tmp.write_text(merged.to_csv_text(), encoding="utf-8", newline="")
+        tmp.write_text(table.to_csv_text(), encoding="utf-8", newline="")
         _write_meta(out, meta)
         os.replace(tmp, out)
     return read_groundtruth(out)
@@ -569,3 +577,31 @@ def noise_ceiling(truth: GroundTruth, metric: str = "valid_acc") -> float:
     taus = [kendall_tau(m[:, a], m[:, b]) for a in range(m.shape[1])
             for b in range(a + 1, m.shape[1])]
     return float(np.mean(taus))
+
+
+def build_groundtruth(
+    recipe: Recipe, out: str | os.PathLike, *, archs: int | None = None, arch_seed: int = 0,
+    arch_file: str | os.PathLike | None = None, seeds: int | Sequence[int] = 2,
+    data_root: str | os.PathLike | None = None, shard: tuple[int, int] | str | None = None,
+    device: str = "cpu", progress: bool | None = None, max_jobs: int | None = None,
+) -> GroundTruth:
+    """What ``nasrank groundtruth`` does: pick the archs (:func:`select_archs`), train them
+    with training seeds ``0..seeds-1`` (or the seeds listed) and write ``out`` (or, for a shard,
+    :func:`shard_path` of it). Returns the table on disk."""
+    from nasrank.spaces import get_space
+
+    space = get_space(recipe.space)
+    chosen = select_archs(space, n=archs, seed=arch_seed, arch_file=arch_file)
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if int(seeds) < 1:
+            raise ConfigError(f"seeds must be >= 1 training seeds, got {seeds!r}")
+        seed_list = list(range(int(seeds)))
+    else:
+        seed_list = _check_seeds(seeds)  # type: ignore[arg-type]
+    sh = parse_shard(shard)
+    source: dict[str, Any] = ({"file": Path(arch_file).name, "n": len(chosen)}
+                              if arch_file is not None else
+                              {"sampled": len(chosen), "arch_seed": int(arch_seed)})
+    return run_groundtruth(recipe, chosen, seed_list, shard_path(out, sh), data_root=data_root,
+                           shard=sh, device=device, progress=progress, arch_source=source,
+                           max_jobs=max_jobs)

@@ -1,0 +1,266 @@
+"""How well a cheap score ranks architectures: a weak-label column against a ground truth.
+
+The headline of the supernet papers: Kendall tau between weight-sharing accuracy and stand-alone
+accuracy. Here any weak-label column (``ws_acc``, ``ws_neg_loss``, a zero-cost proxy, a
+predictor's score; larger = better) is compared with the seed-averaged metric of a ground-truth
+table (:mod:`nasrank.search.groundtruth`) over the architectures both hold:
+
+* Kendall tau, Spearman, Pearson, precision@top-10 % and top-1 / top-5 regret (the true best
+  minus the best true value among the score's top 1 / top 5), each with a percentile bootstrap
+  95 % interval over architectures (seeded resampling of the archs, the same resamples for every
+  metric);
+* the ground truth's **noise ceiling**, Kendall tau between its training seeds over the same
+  archs (mean over seed pairs beyond two): a score cannot be expected to agree with the truth
+  better than the truth agrees with itself; and tau / ceiling.
+
+The metrics come from :mod:`nasrank.predictor.metrics` (scipy / sklearn underneath).
+:func:`weak_labels_for_truth` evaluates a trained supernet checkpoint on the ground truth's
+architectures first (BatchNorm recalibrated per architecture, validation split of the truth's
+own recipe).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
+from nasrank.predictor.metrics import kendall_tau, precision_at_k, spearman, top_k_regret
+from nasrank.spaces.labels import LabelTable
+
+from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth
+
+#: metric name -> function(y_true, score)
+METRIC_FUNCS = {
+    "kendall_tau": kendall_tau,
+    "spearman": spearman,
+    "pearson": lambda t, p: float(stats.pearsonr(t, p).statistic),
+    "precision@10%": lambda t, p: precision_at_k(t, p, 0.1),
+    "regret@1": lambda t, p: top_k_regret(t, p, 1),
+    "regret@5": lambda t, p: top_k_regret(t, p, 5),
+}
+
+
+@dataclass
+class Aligned:
+    """The archs a ground truth and a score table share, in ground-truth order."""
+
+    keys: list[str]
+    truth: np.ndarray  # seed-averaged metric
+    per_seed: np.ndarray  # (archs, seeds)
+    score: np.ndarray
+    n_truth: int  # archs of the truth with every seed trained
+    n_labels: int
+
+
+@dataclass
+class SupernetEval:
+    """The result of :func:`evaluate_scores` (``metrics[name] = {"value", "low", "high"}``)."""
+
+    column: str
+    truth_metric: str
+    n_archs: int
+    n_truth: int
+    n_labels: int
+    seeds: int
+    metrics: dict[str, dict[str, float]]
+    noise_ceiling: dict[str, float]
+    tau_over_ceiling: float
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    space: str = ""
+    truth_path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def align(truth: GroundTruth, labels: LabelTable, column: str, *,
+          metric: str = "valid_acc") -> Aligned:
+    """Pair the truth's complete archs with ``labels[column]`` by canonical key.
+
+    Refuses tables of different spaces, no overlap, and non-finite scores on shared archs."""
+    if labels.space and truth.space and labels.space != truth.space:
+        raise SpaceMismatchError(f"the weak labels are for space {labels.space!r}, the ground "
+                                 f"truth for {truth.space!r}")
+    scores = labels.column(column)  # raises naming the column and the available ones
+    m = truth.matrix(metric)
+    complete = np.isfinite(m).all(axis=1)
+    idx = [i for i, k in enumerate(truth.archs) if complete[i] and k in labels]
+    if not idx:
+        raise LabelTableError(
+            f"the weak labels ({len(labels)} archs) and the ground truth ({int(complete.sum())} "
+            f"fully trained archs of space {truth.space!r}) share no architecture; expected "
+            f"weak labels of the ground truth's archs (same canonical keys)")
+    keys = [truth.archs[i] for i in idx]
+    sc = np.array([scores[labels.index(k)] for k in keys], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(sc))
+    if bad.size:
+        k = keys[int(bad[0])]
+        note = labels.notes[labels.index(k)]
+        raise LabelTableError(f"weak-label column {column!r} is not finite for {bad.size} shared "
+                              f"archs, first {k!r} ({sc[bad[0]]}){': ' + note if note else ''}")
+    per_seed = m[idx]
+    return Aligned(keys, per_seed.mean(axis=1), per_seed, sc, int(complete.sum()), len(labels))
+
+
+def _ceiling(per_seed: np.ndarray) -> float:
+    s = per_seed.shape[1]
+    if s < 2:
+        return math.nan
+    return float(np.mean([kendall_tau(per_seed[:, a], per_seed[:, b])
+                          for a in range(s) for b in range(a + 1, s)]))
+
+
+def _safe(fn, *args) -> float:
+    try:
+        v = float(fn(*args))
+    except NasrankError:
+        return math.nan
+    return v
+
+
+def evaluate_scores(aligned: Aligned, *, column: str = "score", truth_metric: str = "valid_acc",
+                    n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> SupernetEval:
+    """Every metric with its percentile bootstrap interval (``n_boot`` resamples of the archs
+    from ``numpy.random.default_rng(seed)``), the noise ceiling and tau / ceiling."""
+    t, p, per_seed = aligned.truth, aligned.score, aligned.per_seed
+    n = len(t)
+    if n < 3:
+        raise NasrankError(f"need at least 3 shared architectures to rank, got {n}")
+    if int(n_boot) < 0:
+        raise NasrankError(f"n_boot must be >= 0, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise NasrankError(f"level must be in (0, 1), got {level!r}")
+    point = {name: _safe(fn, t, p) for name, fn in METRIC_FUNCS.items()}
+    ceiling = _ceiling(per_seed)
+    rng = np.random.default_rng(seed)
+    boot = {name: [] for name in [*METRIC_FUNCS, "noise_ceiling", "tau_over_ceiling"]}
+    for _ in range(int(n_boot)):
+        i = rng.integers(0, n, n)
+        for name, fn in METRIC_FUNCS.items():
+            boot[name].append(_safe(fn, t[i], p[i]))
+        c = _ceiling(per_seed[i])
+        boot["noise_ceiling"].append(c)
+        boot["tau_over_ceiling"].append(boot["kendall_tau"][-1] / c if c > 0 else math.nan)
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def interval(name: str, value: float) -> dict[str, float]:
+        vals = np.asarray(boot[name], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            return {"value": value, "low": math.nan, "high": math.nan}
+        return {"value": value, "low": float(np.percentile(vals, lo_q)),
+                "high": float(np.percentile(vals, hi_q))}
+
+    ratio = point["kendall_tau"] / ceiling if ceiling > 0 else math.nan
+    return SupernetEval(
+        column=column, truth_metric=truth_metric, n_archs=n, n_truth=aligned.n_truth,
+        n_labels=aligned.n_labels, seeds=int(per_seed.shape[1]),
+        metrics={name: interval(name, v) for name, v in point.items()},
+        noise_ceiling=interval("noise_ceiling", ceiling),
+        tau_over_ceiling=ratio,
+        bootstrap={"resamples": int(n_boot), "seed": int(seed), "level": level,
+                   "method": "percentile, archs resampled with replacement",
+                   "tau_over_ceiling": interval("tau_over_ceiling", ratio)})
+
+
+def supernet_eval(truth: GroundTruth | str | os.PathLike, labels: LabelTable | str | os.PathLike,
+                  column: str = "ws_acc", *, metric: str = "valid_acc", n_boot: int = 1000,
+                  seed: int = 0, out_dir: str | os.PathLike | None = None,
+                  plot: bool = True) -> SupernetEval:
+    """Evaluate ``labels[column]`` against ``truth`` (objects or file paths). With ``out_dir``,
+    write ``supernet_eval.json`` and (``plot``) ``scatter.png`` there."""
+    gt = truth if isinstance(truth, GroundTruth) else read_groundtruth(truth)
+    lab = labels if isinstance(labels, LabelTable) else LabelTable.read_csv(labels)
+    aligned = align(gt, lab, column, metric=metric)
+    res = evaluate_scores(aligned, column=column, truth_metric=metric, n_boot=n_boot, seed=seed)
+    res.space = gt.space
+    res.truth_path = str(gt.path) if gt.path is not None else ""
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "supernet_eval.json.tmp"
+        tmp.write_text(json.dumps(res.to_dict(), indent=2, allow_nan=True) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, out / "supernet_eval.json")
+        if plot:
+            from .plots import scatter_predicted_vs_true
+
+            tau = res.metrics["kendall_tau"]
+            scatter_predicted_vs_true(
+                out / "scatter.png", aligned.score, aligned.truth, top_k=5,
+                title=(f"{column} vs stand-alone {metric} ({res.n_archs} archs)\n"
+                       f"Kendall tau {tau['value']:.3f} [{tau['low']:.3f}, {tau['high']:.3f}], "
+                       f"ceiling {res.noise_ceiling['value']:.3f}"),
+                xlabel=column, ylabel=f"stand-alone {metric}, mean of {res.seeds} seeds")
+    return res
+
+
+# ----------------------------------------------------------------------------- supernets
+def supernet_from_checkpoint(checkpoint: str | os.PathLike):
+    """Rebuild the supernet a :func:`~nasrank.supernet.trainer.train_supernet` checkpoint (file
+    or its folder) was trained as, and load its weights."""
+    import torch
+
+    from nasrank.supernet.trainer import checkpoint_path, load_supernet
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = checkpoint_path(path)
+    if not path.is_file():
+        raise NasrankError(f"supernet checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = dict(state["config"]["supernet"])
+    except Exception as err:  # corrupt or foreign file: torch raises many types
+        raise NasrankError(f"{str(path)!r} is not a supernet checkpoint: {err}") from None
+    cls = cfg.get("class")
+    if cls == "NB201Supernet":
+        from nasrank.supernet.nb201_supernet import NB201Supernet
+
+        sn = NB201Supernet(num_classes=cfg["num_classes"], C=cfg["C"], N=cfg["N"],
+                           in_channels=cfg["in_channels"])
+    elif cls == "ChannelSupernet":
+        from nasrank.supernet.channel import ChannelSupernet
+
+        sn = ChannelSupernet(cfg["sharing"], num_classes=cfg["num_classes"],
+                             in_channels=cfg["in_channels"])
+    else:
+        raise NasrankError(f"{str(path)!r} holds a supernet of class {cls!r}; expected "
+                           f"NB201Supernet or ChannelSupernet")
+    load_supernet(sn, path)
+    return sn
+
+
+def weak_labels_for_truth(
+    truth: GroundTruth, supernet: Any, out_path: str | os.PathLike, *,
+    data_root: str | os.PathLike | None = None, data: Any = None, bn_batches: int = 8,
+    batch_size: int = 128, device: str = "cpu", seed: int = 0, progress: bool = False,
+    proxies: Sequence[str] | None = None,
+) -> LabelTable:
+    """Weak labels (``ws_acc``, ``ws_neg_loss``, ...) of the truth's archs from ``supernet`` (an
+    object or a checkpoint path), on the validation split of the truth's own recipe; resumable
+    (``generate_weak_labels`` appends to ``out_path``)."""
+    from nasrank.supernet.weak_labels import generate_weak_labels
+
+    from .groundtruth import Recipe
+
+    sn = supernet if not isinstance(supernet, (str, os.PathLike)) else \
+        supernet_from_checkpoint(supernet)
+    if sn.space.name != truth.space:
+        raise SpaceMismatchError(f"the supernet serves space {sn.space.name!r}, the ground truth "
+                                 f"is for {truth.space!r}")
+    if data is None:
+        data = load_recipe_data(Recipe(**truth.recipe), data_root)
+    archs = [sn.space.parse(k) for k in truth.archs]
+    return generate_weak_labels(sn, archs, data, out_path, bn_batches=bn_batches,
+                                batch_size=batch_size, device=device, seed=seed,
+                                proxies=proxies, progress=progress)
