@@ -235,3 +235,24 @@ def _cleanup(folder: Path, created: bool) -> None:
             folder.rmdir()  # only succeeds when nothing was written
         except OSError:
             pass
+
+
+@contextmanager
+def command_lock(cmd: object) -> Iterator[Path | None]:
+    """The lock a ``nasrank`` command needs: its ``out`` folder (when it has one), per shard
+    when its ``shard`` is ``i/n`` with ``n > 1``; nothing for commands that write no folder."""
+    out = getattr(cmd, "out", None)
+    if not out:
+        yield None
+        return
+    shard = None
+    text = getattr(cmd, "shard", None)
+    if isinstance(text, str) and "/" in text:
+        try:
+            i, n = (int(t) for t in text.split("/"))
+        except ValueError:
+            i, n = 0, 1  # the command's own check reports the bad text
+        if n > 1:
+            shard = (i, n)
+    with output_lock(out, shard=shard) as folder:
+        yield folder

@@ -299,7 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cmd, quiet = _parse(argv)
-        cmd.run(Console(quiet=quiet))  # type: ignore[attr-defined]
+        from nasrank.locking import command_lock
+
+        with command_lock(cmd):  # one writer per --out (shards: one per shard), refused at once
+            cmd.run(Console(quiet=quiet))  # type: ignore[attr-defined]
         sys.stdout.flush()
         return 0
     except NasrankError as err:

@@ -119,3 +119,87 @@ def test_out_that_is_a_file_or_below_one(tmp_path):
         with output_lock(f / "sub"):
             pass
     assert f.read_text() == "data"
+
+
+# ----------------------------------------------------------------------------- two commands, one --out
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RUN = ["--supernet-epochs", "1", "--archs", "40", "--pretrain-epochs", "2", "--budget", "4",
+            "--method.rounds", "2", "--epochs", "1", "--supernet.channels", "4",
+            "--image-size", "8", "--proxies", "", "--device", "cpu"]
+
+
+def _nasrank(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nasrank.search.cli", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(pred, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            raise AssertionError(f"first process ended early:\n{proc.stdout.read()}")
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting for the first process")
+        time.sleep(0.05)
+
+
+def _second(capsys, *args: str) -> tuple[int, str, float]:
+    from nasrank.search.cli import main, parse_args
+
+    parse_args(list(args))  # imports done: time the refusal itself
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    code = main(list(args))
+    return code, capsys.readouterr().err, time.perf_counter() - t0
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_out_one_runs_one_is_refused_table_intact(tmp_path, capsys):
+    from nasrank.spaces import LabelTable
+
+    out = tmp_path / "run"
+    first = _nasrank("run", "--out", str(out), *TINY_RUN)
+    try:
+        table = out / "weak_labels.csv"
+        _wait_for(lambda: table.is_file() and table.stat().st_size > 60, first)
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix != ".pt"
+                  and p.name != table.name and not p.name.startswith(".")}
+        code, err, seconds = _second(capsys, "run", "--out", str(out), *TINY_RUN)
+        assert code == 2 and seconds < 5.0
+        assert err.count("\n") == 1 and err.startswith("nasrank: error: ")
+        assert repr(str(out)) in err and f"pid {first.pid}" in err
+        assert {p: p.read_bytes() for p in before} == before  # the refused run wrote nothing
+        _wait_for(lambda: (out / "predictor.pt").is_file(), first)  # weak labels complete
+    finally:
+        first.kill()   # (a whole tiny run is tested in test_run_e2e)
+        first.wait()
+    t = LabelTable.read_csv(out / "weak_labels.csv")   # duplicate keys would raise here
+    assert len(t) == 40
+
+
+@pytest.mark.slow
+def test_two_searches_on_one_out_one_is_refused_record_intact(tmp_path, capsys):
+    from conftest import data_path
+
+    data = str(data_path("nb201", "nb201.csv"))
+    out = tmp_path / "s"
+    args = ["search", "--benchmark", "nb201", "--data", data, "--method", "random",
+            "--budget", "200", "--out", str(out), "--device", "cpu"]
+    first = _nasrank(*args)
+    try:
+        _wait_for(lambda: (out / LOCK_NAME).is_file() and (out / LOCK_NAME).stat().st_size > 0,
+                  first)
+        code, err, seconds = _second(capsys, *args)
+        assert code == 2 and seconds < 5.0 and f"pid {first.pid}" in err
+        assert err.count("\n") == 1
+        stdout, _ = first.communicate(timeout=300)
+        assert first.returncode == 0, stdout
+    finally:
+        first.kill()
+        first.wait()
+    import json
+
+    lines = [json.loads(x) for x in (out / "record.jsonl").read_text().splitlines()]
+    keys = [e["key"] for e in lines if e["type"] == "query"]
+    assert len(keys) == 200 == len(set(keys))
