@@ -29,14 +29,16 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nasrank.errors import ConfigError, LabelTableError, NasrankError, UnsafePathError
+from nasrank.errors import (ConfigError, LabelTableError, NasrankError, OutputLockedError,
+                            UnsafePathError)
 from nasrank.registry import Config, option
 from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 from nasrank.spaces.base import Arch, SearchSpace, sample_unique
@@ -466,7 +468,6 @@ def run_groundtruth(
     Returns the table as on disk.
     """
     from nasrank.spaces import get_space
-    from nasrank.supernet.train import train_standalone
 
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"recipe must be a Recipe, got {type(recipe).__name__}")
@@ -481,6 +482,40 @@ def run_groundtruth(
         raise NasrankError("the architecture list is empty")
     path = Path(out)
     meta = _meta(recipe, keys, seeds, shard, arch_source or {"given": len(keys)})
+    with _writer_lock(path):
+        return _run_jobs(recipe, space, keys, seeds, shard, path, meta, data=data,
+                         data_root=data_root, device=device, progress=progress,
+                         max_jobs=max_jobs, on_row=on_row)
+
+
+@contextmanager
+def _writer_lock(path: Path) -> Iterator[None]:
+    """One writer per table file: an exclusive ``flock`` on ``<file>.lock`` (released by the
+    kernel when the holder dies); a second writer is refused at once."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    refuse_symlink(lock, "ground-truth lock file")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLockedError(f"{str(path)!r} is being written by another process (lock "
+                                    f"{str(lock)!r}); wait for it or use another output "
+                                    f"path") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_jobs(recipe: Recipe, space: SearchSpace, keys: list[str], seeds: list[int],
+              shard: tuple[int, int], path: Path, meta: dict[str, Any], *, data: Any,
+              data_root: Any, device: str, progress: bool | None, max_jobs: int | None,
+              on_row: Callable[[dict[str, Any]], None] | None) -> GroundTruth:
+    from nasrank.supernet.train import train_standalone
+
     rows = _open_table(path, meta)
     done = {(r["index"], r["seed"]) for r in rows}
     todo = [j for j in job_list(len(keys), seeds, shard) if j not in done]

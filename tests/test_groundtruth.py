@@ -179,3 +179,32 @@ def test_noise_ceiling_is_kendall_tau_between_seeds():
     assert noise_ceiling(two) == pytest.approx(4 / 6)
     keys, mean = two.mean()
     assert keys == list("abcd") and mean.tolist() == [1.5, 1.5, 3.0, 4.0]
+
+
+def test_cli_writes_the_library_table(full, tmp_path, capsys):
+    from nasrank.search.cli import main
+
+    out = tmp_path / "cli.csv"
+    argv = ["groundtruth", "--space", "nb201", "--dataset", "digits", "--archs", "3",
+            "--arch-seed", "5", "--seeds", "2", "--epochs", "1", "--batch-size", "32",
+            "--lr", "0.05", "--train-subset", "200", "--test-subset", "100", "--width", "4",
+            "--cells", "1", "--device", "cpu", "--out", str(out)]
+    # seeds 0,1 here, 0,3 in `full`: compare the seed-0 rows and the recipe
+    assert main(argv) == 0
+    got = read_groundtruth(out)
+    assert got.recipe == full.recipe and got.archs == full.archs and got.seeds == [0, 1]
+    assert [t for t in _strip(got) if t[3] == 0] == [t for t in _strip(full) if t[3] == 0]
+    assert "6 trainings" in capsys.readouterr().out
+    assert main(argv + ["--shard", "3/2"]) == 2
+    assert "shard" in capsys.readouterr().err
+
+
+def test_second_writer_is_refused(setup, tmp_path):
+    from nasrank.errors import OutputLockedError
+    from nasrank.search.groundtruth import _writer_lock
+
+    _, archs, data = setup
+    out = tmp_path / "gt.csv"
+    with _writer_lock(out):
+        with pytest.raises(OutputLockedError, match="another process"):
+            run_groundtruth(RECIPE, archs, SEEDS, out, data=data)

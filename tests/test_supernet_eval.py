@@ -150,3 +150,20 @@ def test_weak_labels_from_a_supernet_checkpoint(tmp_path):
                    + KEYS[1:], space="cvpr2021")
     with pytest.raises(SpaceMismatchError):
         weak_labels_for_truth(wrong, sn, tmp_path / "w2.csv", data=data)
+
+
+def test_cli(tmp_path, capsys):
+    from nasrank.search.cli import main
+
+    vals = np.array([[0.1, 0.2], [0.3, 0.2], [0.5, 0.6], [0.7, 0.6], [0.9, 0.8]])
+    write_groundtruth(_truth(vals), tmp_path / "gt.csv")
+    LabelTable(KEYS, {"ws_acc": [0.1, 0.2, 0.3, 0.5, 0.4]}, space="nb201").to_csv(
+        tmp_path / "weak.csv")
+    base = ["supernet-eval", "--truth", str(tmp_path / "gt.csv")]
+    assert main(base + ["--labels", str(tmp_path / "weak.csv"), "--bootstrap", "20",
+                        "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "kendall_tau      0.8000" in out and "noise ceiling" in out
+    assert (tmp_path / "ev" / "supernet_eval.json").is_file()
+    assert main(base) == 2
+    assert "exactly one of --labels and --supernet" in capsys.readouterr().err
