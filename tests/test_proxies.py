@@ -133,12 +133,39 @@ def test_zen_is_log_linear_in_the_perturbation_for_a_linear_net():
 
 
 def test_linear_regions_counts_hinge_intervals():
-    net = nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1))
+    net = nn.Sequential(nn.Linear(1, 3), nn.ReLU(), nn.Linear(3, 1), nn.ReLU())
     with torch.no_grad():
         net[0].weight.fill_(1.0)
         net[0].bias.copy_(torch.tensor([0.5, 0.0, -0.5]))  # hinges at x = -0.5, 0, 0.5
-    # 256 Gaussian inputs hit all 4 intervals (the two inner ones have mass ~0.19 each)
-    assert score(net, None, ["linear_regions"], input_shape=(1,))["linear_regions"] == 4.0
+        net[2].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        net[2].bias.fill_(-0.25)  # second ReLU input relu(x + 0.5) - 0.25 > 0 iff x > -0.25
+    # 256 Gaussian inputs hit every interval (the smallest, (-0.5, -0.25), has mass ~0.09).
+    # Per layer (default): 4 patterns in the first ReLU, 2 in the second -> log 4 + log 2.
+    lr = score(net, None, ["linear_regions"], input_shape=(1,))["linear_regions"]
+    assert lr == pytest.approx(math.log(4) + math.log(2))
+    # Whole network (TE-NAS's count): hinges -0.5, -0.25, 0, 0.5 -> 5 regions.
+    whole = ProxySettings(lr_count="network")
+    assert score(net, None, ["linear_regions"], input_shape=(1,),
+                 settings=whole)["linear_regions"] == 5.0
+    with pytest.raises(ProxyError, match="'regions'"):
+        score(net, None, ["linear_regions"], input_shape=(1,),
+              settings=ProxySettings(lr_count="regions"))
+
+
+def test_linear_regions_defaults_separate_nb201_cells():
+    """Issue 18: with the old defaults (whole-network patterns of 256 inputs of 3x3) every
+    NB201 cell scored 256. Per-layer counting on 2x2 inputs separates cells."""
+    space = NB201Space()
+    cells = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+             "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+             "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|"]
+    values = []
+    for text in cells:
+        torch.manual_seed(0)
+        net = space.build(space.parse(text), 10, C=4, N=1)
+        values.append(score(net, None, ["linear_regions"], input_shape=(3, 32, 32))["linear_regions"])
+    assert len(set(values)) == 3, values
+    assert values[0] > values[1]  # more ReLU layers, each with its own patterns
 
 
 # ----------------------------------------------------------------------------- batch proxies
