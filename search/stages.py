@@ -110,14 +110,11 @@ def network_kwargs(space_cfg: Any, supernet_cfg: Any = None) -> dict[str, Any]:
 
 
 def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``: the one shard parser of the CLI."""
-    try:
-        i, n = (int(v) for v in (text.split("/") if isinstance(text, str) else text))
-    except (ValueError, TypeError):
-        raise ConfigError(f"shard must look like 'i/n' (e.g. '0/4'), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard {text!r}: need 0 <= i < n")
-    return i, n
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``: :func:`nasrank.supernet.scoring.parse_shard`,
+    the one shard parser (the library's sharded writers use it too)."""
+    from nasrank.supernet.scoring import parse_shard as parse
+
+    return parse(text)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -193,14 +190,19 @@ def weak_label_stage(cfg: Any, space: Any, data: Any, supernet: SupernetResult |
                      net_kwargs: dict[str, Any] | None = None) -> WeakLabelResult:
     """Weak labels of ``cfg.num_archs`` distinct random architectures: supernet accuracy/loss
     plus cost when there is a supernet, zero-cost proxies ``cfg.proxies`` (and cost) without.
-    ``cfg`` has ``num_archs`` and ``proxies``."""
+    ``cfg`` has ``num_archs`` and ``proxies``. Rows (and ``archs``) are the canonical
+    representatives of the keys."""
     from nasrank.spaces import sample_unique
+    from nasrank.supernet.scoring import canonical_arch
 
     archs = sample_unique(space, cfg.num_archs, ctx.seeds.rng("weak_label_archs"))
     by_key: dict[str, Any] = {}
     for a in archs:
+        a = canonical_arch(space, a)
         by_key.setdefault(space.key(a), a)
-    path = ctx.out / "weak_labels.csv"
+    # each shard its own file: shard jobs run side by side (one lock per shard, nasrank.locking)
+    path = ctx.out / ("weak_labels.csv" if tuple(shard) == (0, 1)
+                      else f"weak_labels-{shard[0]}of{shard[1]}.csv")
     if supernet is None:
         table = proxy_stage(space, archs, data, list(cfg.proxies), path, ctx,
                             batch_size=PROXY_BATCH, shard=shard,
@@ -217,9 +219,11 @@ def weak_label_stage(cfg: Any, space: Any, data: Any, supernet: SupernetResult |
 def proxy_stage(space: Any, archs: list[Any], data: Any, proxies: list[str], path: Path,
                 ctx: StageContext, *, batch_size: int, shard: tuple[int, int] = (0, 1),
                 net_kwargs: dict[str, Any] | None = None, with_cost: bool = False) -> Any:
-    """Zero-cost proxies of ``archs`` (each network initialised by the ``proxies`` stream, on
-    one batch of the ``proxies`` stream) into the label table at ``path``; ``with_cost`` adds
-    ``flops``/``params`` (the weak labels of a space without supernet)."""
+    """Zero-cost proxies of ``archs`` (each network initialised by
+    :func:`~nasrank.supernet.scoring.proxy_network` from the ``proxies`` stream and its key, on
+    one batch of the ``proxies`` stream, exactly as the proxies of weak labels) into the label
+    table at ``path``; ``with_cost`` adds ``flops``/``params`` (the weak labels of a space
+    without supernet)."""
     from nasrank.supernet.proxies import available_proxies
     from nasrank.supernet.scoring import score_space
 
@@ -257,7 +261,8 @@ def pretrain_stage(cfg: Any, space: Any, table: Any, ctx: StageContext, *,
                    columns: list[str] | None = None,
                    archs: dict[str, Any] | None = None) -> PretrainResult:
     """Pretrain the predictor on the weak labels (``cfg.pretrain_epochs``), or load it when
-    ``out/predictor.pt`` exists. ``archs``: the architecture of each key (default: parsed)."""
+    ``out/predictor.pt`` exists. ``archs``: the architecture of each key (default: the table's
+    ``arch`` column, or the keys parsed for tables without it)."""
     from nasrank.predictor import RankingPredictor
 
     ckpt = ctx.out / "predictor.pt"
@@ -276,9 +281,9 @@ def pretrain_stage(cfg: Any, space: Any, table: Any, ctx: StageContext, *,
 
 
 def table_archs(space: Any, table: Any) -> list[Any]:
-    """The architectures of a label table's rows, parsed from the keys (a table whose keys are
-    hashes, NB101's, cannot be read this way: pass the architectures along instead)."""
-    return [space.parse(k) for k in table.keys]
+    """The architectures of a label table's rows: its ``arch`` column parsed, or the keys for
+    tables written before the column existed (NB101's hash keys cannot be read that way)."""
+    return table.architectures(space)
 
 
 class ArchBook:

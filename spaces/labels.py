@@ -29,6 +29,7 @@ from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 
 HEADER_PREFIX = "# nasrank label table; space="  # first line of the old format (still read)
 NOTE = "note"
+ARCH = "arch"  # optional text column: the formatted architecture of the row
 META_SUFFIX = ".meta.json"
 FORMAT = "nasrank label table"
 FORMAT_VERSION = 2
@@ -74,7 +75,7 @@ class LabelTable:
 
     def __init__(
         self, keys: Sequence[str], columns: Mapping[str, Any], *, space: str = "",
-        notes: Sequence[str] | None = None,
+        notes: Sequence[str] | None = None, archs: Sequence[str] | None = None,
     ) -> None:
         self.keys: list[str] = [str(k) for k in keys]
         for i, k in enumerate(self.keys):
@@ -83,7 +84,7 @@ class LabelTable:
         self.space = space
         self.columns: dict[str, np.ndarray] = {}
         for name, values in columns.items():
-            if name in ("key", NOTE):
+            if name in ("key", NOTE, ARCH):
                 raise LabelTableError(f"column name {name!r} is reserved")
             arr = np.asarray(values, dtype=np.float64)
             if arr.shape != (len(self.keys),):
@@ -92,6 +93,11 @@ class LabelTable:
                 )
             self.columns[name] = arr
         self.notes: list[str] = list(notes) if notes is not None else [""] * len(self.keys)
+        #: the formatted architecture of each row (column ``arch``), or None for tables without
+        #: it: keys need not parse back (NB101's are hashes), these strings do
+        self.arch_texts: list[str] | None = None if archs is None else [str(a) for a in archs]
+        if self.arch_texts is not None and len(self.arch_texts) != len(self.keys):
+            raise LabelTableError(f"{len(self.arch_texts)} architectures for {len(self.keys)} keys")
         self._index = {k: i for i, k in enumerate(self.keys)}
         if len(self._index) != len(self.keys):
             dup = next(k for i, k in enumerate(self.keys) if self._index[k] != i)
@@ -132,11 +138,19 @@ class LabelTable:
         return LabelTable(
             [self.keys[i] for i in idx], {n: c[idx] for n, c in self.columns.items()},
             space=self.space, notes=[self.notes[i] for i in idx],
+            archs=None if self.arch_texts is None else [self.arch_texts[i] for i in idx],
         )
 
     def with_columns(self, names: Sequence[str]) -> LabelTable:
         return LabelTable(self.keys, {n: self.column(n) for n in names}, space=self.space,
-                          notes=self.notes)
+                          notes=self.notes, archs=self.arch_texts)
+
+    def architectures(self, space: Any) -> list[Any]:
+        """The architecture of every row: the ``arch`` column parsed by ``space`` when the table
+        has one, else the keys parsed (tables written before the column existed; a space whose
+        keys are hashes, NB101, cannot be read that way and ``space.parse`` says so)."""
+        return [space.parse(t) for t in (self.arch_texts if self.arch_texts is not None
+                                         else self.keys)]
 
     def require_finite(self, names: Sequence[str] | None = None) -> None:
         """Raise naming the first key whose value in one of ``names`` is NaN or infinite."""
@@ -166,9 +180,11 @@ class LabelTable:
         with disk_full_guard(path):
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f)
-                w.writerow(["key", *self.names, NOTE])
+                arch = [ARCH] if self.arch_texts is not None else []
+                w.writerow(["key", *arch, *self.names, NOTE])
                 for i, k in enumerate(self.keys):
-                    w.writerow([k, *(_fmt(self.columns[n][i]) for n in self.names),
+                    a = [self.arch_texts[i]] if self.arch_texts is not None else []
+                    w.writerow([k, *a, *(_fmt(self.columns[n][i]) for n in self.names),
                                 self.notes[i]])
             write_meta(path, self.space, self.names)
             os.replace(tmp, path)  # atomic: a crash never leaves half a file
@@ -218,13 +234,14 @@ class LabelTable:
                 )
             kcol = header.index("key")
             ncol = header.index(NOTE) if NOTE in header else None
-            names = [h for j, h in enumerate(header) if j not in (kcol, ncol)]
+            acol = header.index(ARCH) if ARCH in header else None
+            names = [h for j, h in enumerate(header) if j not in (kcol, ncol, acol)]
             for name in required:
                 if name not in names:
                     raise LabelTableError(
                         f"label table {str(path)!r} lacks required column {name!r}; has {names}"
                     )
-            keys, notes, rows = [], [], []
+            keys, notes, rows, archs = [], [], [], []
             for rec in reader:
                 lineno = reader.line_num + skipped
                 if not rec:
@@ -238,9 +255,11 @@ class LabelTable:
                     raise LabelTableError(f"{str(path)!r} line {lineno}: empty or NaN key {key!r}")
                 vals = []
                 for j, h in enumerate(header):
-                    if j in (kcol, ncol):
+                    if j in (kcol, ncol, acol):
                         continue
                     vals.append(_parse_float(rec[j], path, lineno, h))
+                if acol is not None:
+                    archs.append(rec[acol].strip())
                 keys.append(key)
                 notes.append(rec[ncol] if ncol is not None else "")
                 rows.append(vals)
@@ -254,7 +273,8 @@ class LabelTable:
             )
         data = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
         return cls(keys, {n: data[:, j] for j, n in enumerate(names)},
-                   space=file_space or (space or ""), notes=notes)
+                   space=file_space or (space or ""), notes=notes,
+                   archs=archs if acol is not None else None)
 
 
 def _fmt(v: float) -> str:
@@ -277,12 +297,14 @@ class LabelWriter:
     """Append rows to a CSV label table in chunks; a rerun resumes after the written keys.
 
     Use as a context manager; ``done`` holds the keys already on disk. Non-finite values are
-    written as ``nan``/``inf`` with the reason in the ``note`` column.
+    written as ``nan``/``inf`` with the reason in the ``note`` column. ``with_arch``: a new file
+    gets the ``arch`` column (``add(..., arch=space.format(a))``); resuming a file follows its
+    header (an old file without the column stays without it).
     """
 
     def __init__(
         self, path: str | os.PathLike, columns: Sequence[str], *, space: str,
-        chunk_size: int = 64,
+        chunk_size: int = 64, with_arch: bool = False,
     ) -> None:
         if chunk_size < 1:
             raise LabelTableError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -302,10 +324,12 @@ class LabelWriter:
                     f"{self.columns}: use another output path"
                 )
             self.done = set(existing.keys)
+            self.with_arch = existing.arch_texts is not None
         else:
+            self.with_arch = bool(with_arch)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_meta(self.path, space, self.columns)
-            self._write_rows([["key", *self.columns, NOTE]])
+            self._write_rows([["key", *([ARCH] if self.with_arch else []), *self.columns, NOTE]])
 
     def _validate_and_repair(self) -> LabelTable:
         """Check the whole file is a label table of ours, then drop a torn last line.
@@ -341,7 +365,7 @@ class LabelWriter:
                 f"('key,<columns>,note'); refusing to modify it: use another output path")
         if tail:
             fields = next(csv.reader([tail]), [])
-            if len(fields) > len(existing.names) + 2:
+            if len(fields) > len(existing.names) + 2 + (existing.arch_texts is not None):
                 raise UnsafePathError(
                     f"{str(self.path)!r}: its unfinished last line {tail[:60]!r} is not a torn "
                     f"row of this table; refusing to modify it")
@@ -359,7 +383,8 @@ class LabelWriter:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def add(self, key: str, values: Mapping[str, float], note: str = "") -> None:
+    def add(self, key: str, values: Mapping[str, float], note: str = "",
+            arch: str | None = None) -> None:
         missing = [c for c in self.columns if c not in values]
         if missing:
             raise LabelTableError(f"row {key!r} lacks values for columns {missing}")
@@ -372,7 +397,11 @@ class LabelWriter:
         bad = [c for c, v in zip(self.columns, vals) if not math.isfinite(v)]
         if bad and not note:
             note = f"non-finite: {', '.join(bad)}"
-        self._pending.append([key, *(_fmt(v) for v in vals), note])
+        if self.with_arch and not arch:
+            raise LabelTableError(f"row {key!r} lacks its architecture (the table has an "
+                                  f"'{ARCH}' column)")
+        a = [str(arch)] if self.with_arch else []
+        self._pending.append([key, *a, *(_fmt(v) for v in vals), note])
         self.done.add(key)
         if len(self._pending) >= self.chunk_size:
             self.flush()

@@ -1,42 +1,46 @@
-"""Score many architectures of a space with zero-cost proxies into a resumable label table.
+"""Score architectures with zero-cost proxies into a resumable label table, and the one way a
+network is initialised for proxies.
 
-Each architecture is built freshly with ``torch.manual_seed(seed)`` (so its initial weights do
-not depend on the order or the shard), scored by :func:`supernet.proxies.score_with_notes`, and
-written as one row ``key, zc_<proxy>..., note`` through :class:`spaces.labels.LabelWriter`, in
-chunks: a killed run loses at most one chunk, and a rerun with the same output path skips the
-keys already written. Architectures with the same canonical key are scored once, built from the
-canonical representative where the space has ``canonical()`` (so unreachable ops never count).
+:func:`proxy_network` is shared by ``nasrank proxies`` (:func:`score_space`) and the proxies of
+``nasrank weak-labels`` (:mod:`nasrank.supernet.weak_labels`): the network of the architecture's
+**canonical representative** (where the space has ``canonical()``, so unreachable ops never
+count), re-initialised from a seed derived from ``(seed, canonical key)`` under
+``torch.random.fork_rng`` (the caller's global RNG is left as it was; the weights depend neither
+on the order nor the shard nor on how the network was built: fresh or a supernet's subnet).
+Same arch, seed and batch -> identical ``zc_*`` values on both paths.
 
-Sharding: shard ``i/n`` takes the unique keys at positions ``i, i + n, i + 2n, ...`` of the
-given order. Each shard writes its **own file** (two processes appending to one CSV could
-interleave lines); read them all with :func:`read_shards`.
+:func:`score_space` writes one row ``key, arch, zc_<proxy>..., note`` per unique canonical key
+through :class:`nasrank.spaces.labels.LabelWriter`, in chunks: a killed run loses at most one
+chunk, and a rerun with the same output path skips the keys already written.
 
-Command line::
-
-    python -m nasrank.supernet.scoring --space nb201 --archs archs.txt --dataset fashion-mnist \
-        --root ../shared/data/fashion-mnist --proxies synflow nwot --out zc.csv --shard 0/4
+Sharding: shard ``i/n`` (:func:`parse_shard`, the one shard parser of the CLI and the library)
+takes the unique keys at positions ``i, i + n, i + 2n, ...`` of the given order. Each shard
+writes its **own file** (two processes appending to one CSV could interleave lines); read them
+all with :func:`read_shards`. The command line is ``nasrank proxies`` (``--shard i/n``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Sequence
-from pathlib import Path
+import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from nasrank.errors import NasrankError
 from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .proxies import (ProxyError, ProxySettings, available_proxies, first_batch,
                       score_with_notes)
 
+__all__ = ["parse_shard", "canonical_arch", "proxy_seed", "proxy_network", "score_space",
+           "read_shards"]
 
-def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
+
+def parse_shard(text: str | Sequence[int]) -> tuple[int, int]:
     """``"i/n"`` (or ``(i, n)``) -> ``(i, n)`` with ``0 <= i < n``."""
     try:
         i, n = (int(v) for v in (text.split("/") if isinstance(text, str) else text))
@@ -47,6 +51,35 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
     return i, n
 
 
+def canonical_arch(space: Any, arch: Any) -> Any:
+    """The canonical representative of ``arch`` (``arch`` itself where the space has none)."""
+    canonical = getattr(space, "canonical", None)
+    return canonical(arch) if canonical is not None else arch
+
+
+def proxy_seed(seed: int, key: str) -> int:
+    """The initialisation seed of the architecture with canonical key ``key``: a 63-bit draw of
+    ``SeedSequence(seed, spawn_key=(crc32(key),))`` (independent of order and shard)."""
+    seq = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(str(key).encode()),))
+    return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def proxy_network(space: Any, arch: Any, make: Callable[[Any], nn.Module], *,
+                  seed: int) -> nn.Module:
+    """The network proxies score for ``arch``: ``make(canonical arch)`` on the CPU, every
+    module re-initialised by its ``reset_parameters()`` from :func:`proxy_seed` inside
+    ``fork_rng`` (on the CPU, so a seed gives the same weights on every device). ``make`` may
+    build a fresh network or extract a supernet's subnet: the weights do not depend on it."""
+    arch = canonical_arch(space, arch)
+    net = make(arch).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(proxy_seed(seed, space.key(arch)))
+        for m in net.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    return net
+
+
 def score_space(
     space: Any, archs: Sequence[Any], data: Any, proxies: Sequence[str], out_path: str | os.PathLike,
     *, device: str | torch.device = "cpu", seed: int = 0,
@@ -55,6 +88,8 @@ def score_space(
     settings: ProxySettings | None = None, progress: bool = True,
 ) -> LabelTable:
     """Write proxies of this shard's unique ``archs`` to ``out_path`` and return its table.
+    Each network is :func:`proxy_network` of the arch (``space.build(arch, num_classes,
+    **build_kwargs)`` re-initialised from ``(seed, key)``); the proxies' own draws use ``seed``.
 
     ``data``: ``(inputs, targets)`` tensors, an iterable of them (its first batch is used), or
     ``None`` when every proxy is data-free (then ``input_shape`` is required). Non-finite
@@ -72,20 +107,23 @@ def score_space(
     if batch is not None:
         batch = (batch[0].to(device), batch[1].to(device))
     unique: dict[str, Any] = {}
-    canonical = getattr(space, "canonical", None)  # build the representative of the key
-    for arch in archs:
-        unique.setdefault(space.key(arch), canonical(arch) if canonical else arch)
+    for arch in archs:  # the canonical representative of each key
+        arch = canonical_arch(space, arch)
+        unique.setdefault(space.key(arch), arch)
     mine = list(unique.items())[i_shard::n_shard]
     columns = [f"zc_{p}" for p in names]
-    with LabelWriter(out_path, columns, space=space.name, chunk_size=chunk_size) as writer:
+    kw = build_kwargs or {}
+    with LabelWriter(out_path, columns, space=space.name, chunk_size=chunk_size,
+                     with_arch=True) as writer:
         todo = [(k, a) for k, a in mine if k not in writer.done]
         for key, arch in tqdm(todo, desc=f"proxies {i_shard}/{n_shard}", disable=not progress):
-            torch.manual_seed(seed)
-            net = space.build(arch, num_classes, **(build_kwargs or {}))
+            net = proxy_network(space, arch, lambda a: space.build(a, num_classes, **kw),
+                                seed=seed)
             values, notes = score_with_notes(net, batch, names, device, seed, settings=settings,
                                              input_shape=input_shape)
             note = "; ".join(f"zc_{n}: {why}" for n, why in notes.items())
-            writer.add(key, {f"zc_{n}": v for n, v in values.items()}, note)
+            writer.add(key, {f"zc_{n}": v for n, v in values.items()}, note,
+                       arch=space.format(arch))
         return writer.table()
 
 
@@ -101,52 +139,6 @@ def read_shards(paths: Sequence[str | os.PathLike], *, space: str | None = None)
     return LabelTable(
         [k for t in tables for k in t.keys],
         {n: np.concatenate([t.column(n) for t in tables]) for n in names},
-        space=tables[0].space, notes=[s for t in tables for s in t.notes])
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from nasrank.spaces import get_space
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--space", default="nb201")
-    ap.add_argument("--archs", required=True,
-                    help="text file with one architecture string per line")
-    ap.add_argument("--dataset", help="digits | fashion-mnist | cifar10 | cifar100 "
-                    "(omit for data-free proxies)")
-    ap.add_argument("--root", help="folder of the dataset files")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--image-size", type=int, default=32)
-    ap.add_argument("--proxies", nargs="+", default=available_proxies())
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shard", default="0/1", help="i/n: score every n-th unique key from i")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    space = get_space(args.space)
-    path = Path(args.archs)
-    if not path.is_file():
-        raise NasrankError(f"architecture list {str(path)!r} does not exist")
-    archs = [space.parse(line.strip()) for line in path.read_text().splitlines() if line.strip()]
-    data, num_classes, shape = None, 10, (3, args.image_size, args.image_size)
-    if args.dataset:
-        from .datasets import load_dataset
-
-        splits = load_dataset(args.dataset, args.root, seed=args.seed, image_size=args.image_size,
-                              channels=3)
-        g = torch.Generator().manual_seed(args.seed)
-        idx = torch.randperm(len(splits.train), generator=g)[:args.batch_size]
-        xs, ys = zip(*(splits.train[int(i)] for i in idx))
-        data, num_classes = (torch.stack(xs), torch.as_tensor(ys)), splits.num_classes
-        shape = splits.input_shape
-    score_space(space, archs, data, args.proxies, args.out, device=args.device, seed=args.seed,
-                shard=args.shard, num_classes=num_classes, input_shape=None if data else shape)
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except NasrankError as err:  # one line for the user, not a traceback
-        raise SystemExit(f"error: {err}") from None
+        space=tables[0].space, notes=[s for t in tables for s in t.notes],
+        archs=(None if any(t.arch_texts is None for t in tables)
+               else [a for t in tables for a in t.arch_texts]))

@@ -6,8 +6,10 @@ batches, the same batches for every architecture), then the path is evaluated on
 split. Columns: ``ws_acc`` (accuracy, fraction), ``ws_neg_loss`` (minus the mean cross-entropy:
 larger is better, like accuracy), ``flops`` and ``params`` (millions, from the space's exact
 cost), and ``zc_<name>`` for each requested zero-cost proxy (from ``supernet/proxies.py``,
-computed on a freshly initialised copy of the path, since proxies score networks at
-initialisation). Rows go through :class:`spaces.labels.LabelWriter`: a rerun with the same
+computed on :func:`nasrank.supernet.scoring.proxy_network` of the path, the same freshly
+initialised network ``nasrank proxies`` scores, since proxies score networks at
+initialisation). Every row describes the canonical representative of its key (written in the
+``arch`` column). Rows go through :class:`spaces.labels.LabelWriter`: a rerun with the same
 ``out_path`` skips the keys already written. ``shard=(i, n)`` takes every n-th architecture
 starting at i; give each shard its own ``out_path``. The supernet's weights, BatchNorm
 statistics and train/eval mode are restored afterwards.
@@ -27,6 +29,7 @@ from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .base import Supernet
 from .datasets import DatasetSplits
+from .scoring import canonical_arch, parse_shard, proxy_network
 from .train import epoch_order, evaluate, get_batch, iterate_batches
 
 BASE_COLUMNS = ("ws_acc", "ws_neg_loss", "flops", "params")
@@ -73,13 +76,11 @@ def generate_weak_labels(
     """Write weak labels of ``archs`` to ``out_path`` (see module docstring) and return the
     table of that file. Architectures with the same canonical key are evaluated once (the first
     one given); ``eval_batches=None`` evaluates the whole validation split."""
-    i_shard, n_shard = (int(v) for v in shard)
-    if n_shard < 1 or not 0 <= i_shard < n_shard:
-        raise NasrankError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    i_shard, n_shard = parse_shard(shard)
     _check_data(supernet, data)
     unique: dict[str, Any] = {}
     for arch in archs:
-        arch = supernet.check_arch(arch)
+        arch = canonical_arch(supernet.space, supernet.check_arch(arch))
         unique.setdefault(supernet.space.key(arch), arch)
     mine = list(unique.items())[i_shard::n_shard]
     proxy_names = list(proxies or [])
@@ -104,7 +105,7 @@ def generate_weak_labels(
         proxy_batch = get_batch(data.train, idx, device)
     try:
         with LabelWriter(out_path, columns, space=supernet.space.name,
-                         chunk_size=chunk_size) as writer:
+                         chunk_size=chunk_size, with_arch=True) as writer:
             todo = [(k, a) for k, a in mine if k not in writer.done]
             for key, arch in tqdm(todo, desc="weak labels", disable=not progress):
                 recalibrate_bn(supernet, arch, data, batches=bn_batches, batch_size=batch_size,
@@ -119,7 +120,7 @@ def generate_weak_labels(
                     row.update({f"zc_{k}": v for k, v in
                                 _proxy_scores(score, supernet, arch, proxy_batch, proxy_names,
                                               device, seed).items()})
-                writer.add(key, row)
+                writer.add(key, row, arch=supernet.space.format(arch))
             return writer.table()
     finally:
         with torch.no_grad():
@@ -134,15 +135,10 @@ def _proxy_scores(
     score: Any, supernet: Supernet, arch: Any, batch: Any, names: list[str],
     device: torch.device, seed: int,
 ) -> dict[str, float]:
-    """Proxies of a freshly initialised (seeded) copy of ``arch``'s path; the supernet's own
-    weights are never touched. The copy is re-initialised on the CPU, so that a seed gives the
-    same initial weights on every device (CUDA draws from another generator)."""
-    net = supernet.subnet(arch).cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in net.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+    """Proxies of :func:`~nasrank.supernet.scoring.proxy_network` of ``arch`` (a copy of its
+    path, re-initialised from ``(seed, key)`` on the CPU); the supernet's own weights are
+    never touched."""
+    net = proxy_network(supernet.space, arch, supernet.subnet, seed=seed)
     out = score(net, batch, names, device, seed)
     missing = [n for n in names if n not in out]
     if missing:
