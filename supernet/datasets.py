@@ -19,6 +19,7 @@ import gzip
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,14 +141,18 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DatasetError(f"cannot read IDX file {str(path)!r}: {err}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{str(path)!r} is not an unsigned-byte IDX file")
     ndim = data[3]
+    if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise DatasetError(
+            f"{str(path)!r}: IDX header announces {ndim} dimensions, but the file has "
+            f"{len(data)} bytes (a truncated or foreign file?)")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != int(np.prod(dims)):
+    if payload.size != int(np.prod(dims, dtype=np.int64)):
         raise DatasetError(
             f"{str(path)!r} holds {payload.size} bytes, its header announces {dims}")
     return payload.reshape(dims)
@@ -167,12 +172,69 @@ def _read_fashion_mnist(root: Path) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def _numpy_scalar():
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    return scalar
+
+
+def _numpy_frombuffer():
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy < 2
+        from numpy.core.numeric import _frombuffer
+    return _frombuffer
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what a CIFAR python batch holds: dicts, lists, bytes, str,
+    ints and numpy arrays (rebuilt by numpy's own reconstruct functions). Any other global (a
+    crafted file's ``os.system``, ``builtins.eval``...) is refused before it can run."""
+
+    def find_class(self, module: str, name: str):  # noqa: D102
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in (
+                "_reconstruct", "scalar"):
+            return _numpy_reconstruct() if name == "_reconstruct" else _numpy_scalar()
+        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+            return _numpy_frombuffer()  # protocol 5 arrays
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if module == "_codecs" and name == "encode":  # bytes pickled by Python 3, protocol 2
+            import _codecs
+
+            return _codecs.encode
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
 def _unpickle(path: Path) -> dict:
+    """A CIFAR batch through :class:`_CifarUnpickler` (never plain ``pickle.load``)."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        if str(err).startswith("refused global"):
+            raise DatasetError(
+                f"CIFAR batch {str(path)!r} is not a plain data file: it asks to load "
+                f"{str(err)[len('refused global '):]}, which a CIFAR batch never holds (a crafted "
+                f"file?); refused without running it") from None
         raise DatasetError(f"cannot read CIFAR batch {str(path)!r}: {err}") from None
+    except Exception as err:  # truncated or foreign files fail in many ways inside pickle
+        raise DatasetError(
+            f"cannot read CIFAR batch {str(path)!r}: {type(err).__name__}: {err}") from None
+    if not isinstance(d, dict):
+        raise DatasetError(
+            f"CIFAR batch {str(path)!r} holds a {type(d).__name__}, expected a dict")
+    return d
 
 
 def _read_cifar(root: Path, name: str) -> tuple[np.ndarray, ...]:
@@ -184,6 +246,7 @@ def _read_cifar(root: Path, name: str) -> tuple[np.ndarray, ...]:
         test_files, label_key = ["test_batch"], b"labels"
     else:
         train_files, test_files, label_key = ["train"], ["test"], b"fine_labels"
+    num_classes = 10 if name == "cifar10" else 100
 
     def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -192,8 +255,18 @@ def _read_cifar(root: Path, name: str) -> tuple[np.ndarray, ...]:
             if b"data" not in d or label_key not in d:
                 raise DatasetError(
                     f"{str(root / fname)!r} lacks 'data' or {label_key.decode()!r}: not {name}")
-            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d[label_key], dtype=np.int64))
+            x, y = np.asarray(d[b"data"]), np.asarray(d[label_key])
+            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+                raise DatasetError(
+                    f"{str(root / fname)!r}: 'data' is {x.dtype} {x.shape}, expected uint8 "
+                    f"(N, 3072): not {name}")
+            if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu" or (
+                    len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes):
+                raise DatasetError(
+                    f"{str(root / fname)!r}: {label_key.decode()!r} must be {len(x)} integers in "
+                    f"0..{num_classes - 1}, got {y.dtype} {y.shape}: not {name}")
+            xs.append(x.reshape(-1, 3, 32, 32))
+            ys.append(y.astype(np.int64))
         return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
 
     x_train, y_train = read(train_files)

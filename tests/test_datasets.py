@@ -102,3 +102,93 @@ def test_bad_arguments():
         load_dataset("digits", valid_fraction=1.5)
     with pytest.raises(NasrankError, match="channels"):
         load_dataset("digits", channels=2)
+
+
+# ----------------------------------------------------------------------------- issue 17: hostile files
+import os  # noqa: E402
+
+from nasrank.supernet.datasets import DatasetError  # noqa: E402
+
+
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _CallsEval:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getpid()",))
+
+
+def _cifar_folder(tmp_path, first_batch=None):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(20, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": [int(v) for v in np.arange(20) % 10],
+                         b"batch_label": b"batch", b"filenames": [b"x.png"] * 20}, f, protocol=2)
+    if first_batch is not None:
+        (folder / "data_batch_1").write_bytes(first_batch)
+    return folder
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_crafted_cifar_batch_is_refused_and_its_command_never_runs(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({b"data": _RunsACommand(marker), b"labels": [0]}, protocol=protocol)
+    _cifar_folder(tmp_path, evil)
+    with pytest.raises(DatasetError, match=r"data_batch_1.*posix.system|data_batch_1.*os.system"):
+        load_dataset("cifar10", tmp_path)
+    assert not marker.exists()
+    _cifar_folder(tmp_path, pickle.dumps({b"data": _CallsEval()}, protocol=protocol))
+    with pytest.raises(DatasetError, match=r"(__builtin__|builtins).eval.*refused"):
+        load_dataset("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_of_every_protocol_still_load(tmp_path, protocol):
+    folder = _cifar_folder(tmp_path)
+    data = np.arange(20 * 3072, dtype=np.int64).astype(np.uint8).reshape(20, 3072)
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": data, b"labels": list(np.arange(20) % 10)}, f, protocol=protocol)
+    d = load_dataset("cifar10", tmp_path, valid_fraction=0.2)
+    assert len(d.train) + len(d.valid) == 100
+
+
+def test_malformed_cifar_batches_name_the_file(tmp_path):
+    good = (_cifar_folder(tmp_path) / "data_batch_1").read_bytes()
+    for bad, needle in [
+        (good[: len(good) // 2], "cannot read CIFAR batch"),                   # truncated
+        (b"", "cannot read CIFAR batch"),                                     # empty
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "cannot read CIFAR batch"),       # foreign
+        (pickle.dumps([1, 2, 3]), "holds a list"),
+        (pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}), "3072"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), "0..9"),
+    ]:
+        _cifar_folder(tmp_path, bad)
+        with pytest.raises(DatasetError, match=f"data_batch_1.*{needle}|{needle}.*data_batch_1"):
+            load_dataset("cifar10", tmp_path)
+
+
+def test_malformed_idx_files_name_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "t10k"):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    target = tmp_path / "train-images-idx3-ubyte.gz"
+    good = target.read_bytes()
+    for bad in (
+        gzip.compress(bytes([0, 0, 8, 3, 0, 0])),           # header cut inside the dimensions
+        gzip.compress(bytes([0, 0, 8, 3]) + bytes(12) + b"x"),  # payload does not match dims
+        good[:20],                                          # truncated gzip stream
+        good[:10] + bytes(len(good) - 10),                  # corrupt deflate data
+        b"not gzip at all",
+    ):
+        target.write_bytes(bad)
+        with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz"):
+            load_dataset("fashion-mnist", tmp_path)
