@@ -69,10 +69,11 @@ def greedy_by_proxy(
     perm = rng.permutation(len(labels))
     finite = perm[np.isfinite(col[perm])]
     order = finite[np.argsort(-col[finite], kind="stable")]  # stable: the shuffle breaks ties
+    texts = labels.arch_texts if labels.arch_texts is not None else labels.keys  # 'arch' column
     for i in order:
         if bo.remaining == 0:
             break
-        arch = space.parse(labels.keys[i])
+        arch = space.parse(texts[i])
         if not bo.seen(arch):
             bo.query(arch)
     if bo.used == 0:

@@ -56,3 +56,78 @@ def test_rows_describe_the_canonical_representative(runs):
         flops, params = space.cost(space.parse(key), (3, 8, 8), C=4, N=1)
         assert zc.row(key)["zc_params"] == pytest.approx(params)
         assert weak.row(key)["params"] == pytest.approx(params)
+
+
+# ----------------------------------------------------------------------------- the 'arch' column
+@pytest.fixture(scope="module")
+def nb101_table(tmp_path_factory):
+    """``nasrank proxies`` on NB101 (keys are hashes that do not parse back)."""
+    out = tmp_path_factory.mktemp("nb101") / "zc"
+    assert main(["--quiet", "proxies", "--space", "nb101", "--out", str(out), "--num-archs", "6",
+                 "--image-size", "8", "--proxies", "params,flops,nwot", "--device", "cpu"]) == 0
+    return out / "proxies.csv"
+
+
+def test_nb101_table_stores_architectures_next_to_hash_keys(nb101_table):
+    from nasrank.errors import NasrankError
+    from nasrank.spaces.nb101 import NB101Space
+
+    space = NB101Space()
+    table = LabelTable.read_csv(nb101_table, space="nb101")
+    assert open(nb101_table).readline().startswith("key,arch,zc_params")
+    with pytest.raises(NasrankError):
+        space.parse(table.keys[0])  # a hash: the key alone cannot give the architecture back
+    archs = table.architectures(space)
+    assert [space.key(a) for a in archs] == table.keys
+
+
+def test_pretrain_reads_the_arch_column_and_old_tables_fall_back(nb101_table, tmp_path, capsys):
+    from nasrank.predictor import RankingPredictor
+    from nasrank.spaces.nb101 import NB101Space
+
+    out = tmp_path / "pred"
+    assert main(["--quiet", "pretrain", "--labels", str(nb101_table), "--space", "nb101",
+                 "--epochs", "2", "--out", str(out), "--device", "cpu"]) == 0
+    model = RankingPredictor.load(out / "predictor.pt", space=NB101Space())
+    table = LabelTable.read_csv(nb101_table)
+    assert np.isfinite(model.predict(table.architectures(NB101Space()))).all()
+    # a table written before the column existed: NB201 keys parse back, NB101 hashes do not
+    old = LabelTable(table.keys, table.columns, space="nb101")
+    old.to_csv(tmp_path / "old101.csv")
+    capsys.readouterr()
+    assert main(["--quiet", "pretrain", "--labels", str(tmp_path / "old101.csv"), "--space",
+                 "nb101", "--epochs", "2", "--out", str(tmp_path / "p2")]) == 2
+    assert table.keys[0] in capsys.readouterr().err
+    space = NB201Space()
+    keys = ["|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|"
+            "nor_conv_3x3~2|", "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|"
+            "none~1|nor_conv_3x3~2|", "|avg_pool_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|"
+            "nor_conv_1x1~0|nor_conv_3x3~1|none~2|"]
+    LabelTable([space.key(space.parse(k)) for k in keys], {"zc_x": [1.0, 2.0, 3.0]},
+               space="nb201").to_csv(tmp_path / "old201.csv")
+    assert main(["--quiet", "pretrain", "--labels", str(tmp_path / "old201.csv"),
+                 "--epochs", "2", "--out", str(tmp_path / "p3"), "--device", "cpu"]) == 0
+
+
+def test_greedy_queries_by_the_arch_column_on_nb101(nb101_table):
+    from nasrank.search.baselines import greedy_by_proxy
+    from nasrank.search.oracles import Evaluation
+    from nasrank.spaces.nb101 import NB101Space
+
+    space = NB101Space()
+
+    class CountOracle:  # value = the number of vertices of the cell
+        def __init__(self):
+            self.space = space
+
+        def evaluate(self, arch):
+            return Evaluation(float(len(arch.ops)), 0.0, 0.0)
+
+        def describe(self):
+            return {"oracle": "count"}
+
+    table = LabelTable.read_csv(nb101_table, space="nb101")
+    res = greedy_by_proxy(space=space, oracle=CountOracle(), budget=2, seed=0, labels=table,
+                          column="zc_params")
+    top2 = [table.keys[i] for i in np.argsort(-table.column("zc_params"), kind="stable")[:2]]
+    assert sorted(k for k, _, _ in res.queries) == sorted(top2)
