@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         data = load_dataset(args.dataset, None if args.dataset == "digits" else args.root,
                             seed=0, subset=args.subset, image_size=args.image_size, channels=3)
-    steps_per_epoch = len(data.train) // args.batch_size
     report: dict = {"args": vars(args), "C": C, "N": N, "runs": {}}
     if truth is not None:
         keys, gt = truth.mean("valid_acc")
@@ -93,9 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
             net = NB201Supernet(data.num_classes, C=C, N=N, in_channels=data.input_shape[0])
         epochs = args.epochs
         if run == "ennas_diversity":
-            sampler = DiversitySampler(net, args.m, refresh_every=steps_per_epoch,
-                                       seed=args.seed)
-            sampler.bind_data(data.train)
+            sampler = DiversitySampler(net, args.m, seed=args.seed)  # refreshed every epoch
             strategy: StepStrategy = EnsembleKDStrategy(args.tau)
         elif run == "ennas_uniform":
             sampler, strategy = UniformSampler(net, args.m), EnsembleKDStrategy(args.tau)

@@ -17,9 +17,11 @@ along a uniformly sampled path: forward hooks capture the input of the path's op
 position of that decision point (NB201: the edge in every cell), every candidate operator is
 applied to that same input, and the cosine of two outputs (flattened per example) is averaged
 over examples, positions and ``probe_paths`` paths. A zero output (NB201 ``none``) has cosine 0
-with anything (diversity 1). The matrices are recomputed every ``refresh_every`` sampler calls
-(set it to the steps of an epoch: refreshed every epoch) from the current weights, in train-mode
-BatchNorm with the running statistics restored, so sampling never changes the supernet.
+with anything (diversity 1). The matrices are recomputed at the start of every epoch
+(:meth:`DiversitySampler.begin_epoch`, called by the trainer, which draws ``probe_size`` fresh
+probe images of the training set from ``(seed, epoch)``), and optionally every
+``refresh_every`` sampler calls, from the current weights, in train-mode BatchNorm with the
+running statistics restored, so measuring never changes the supernet.
 
 For each decision point the ``m`` operators of a step are drawn *sequentially*: each new one with
 probability proportional to ``pi_o * mean diversity to the operators already drawn`` (without
@@ -339,15 +341,17 @@ def calibrate(div: np.ndarray, m: int, *, tol: float = 1e-10, max_iter: int = 20
 class DiversitySampler(ArchSampler):
     """EnNAS diversity-based sampling of ``m`` paths per step (module docstring).
 
-    Probe inputs: ``bind_data(dataset)`` takes ``probe_size`` seeded images of a dataset;
-    without it, seeded standard-normal images of shape ``(in_channels, probe_hw, probe_hw)``
-    (the datasets are normalised per channel, so noise has the images' scale)."""
+    Probe inputs: the trainer's :meth:`begin_epoch` draws ``probe_size`` training images per
+    epoch; outside the trainer ``bind_data(dataset)`` fixes them, else seeded standard-normal
+    images of shape ``(in_channels, probe_hw, probe_hw)`` are used (the datasets are normalised
+    per channel, so noise has the images' scale). ``refresh_every`` = 0: refresh only at epoch
+    starts (and at the first call); k > 0: also every k calls."""
 
-    def __init__(self, supernet: Supernet, m: int = 4, *, refresh_every: int = 100,
+    def __init__(self, supernet: Supernet, m: int = 4, *, refresh_every: int = 0,
                  probe_size: int = 16, probe_paths: int = 2, probe_hw: int = 32,
                  seed: int = 0) -> None:
         super().__init__(supernet)
-        for name, v, low in (("m", m, 1), ("refresh_every", refresh_every, 1),
+        for name, v, low in (("m", m, 1), ("refresh_every", refresh_every, 0),
                              ("probe_size", probe_size, 2), ("probe_paths", probe_paths, 1),
                              ("probe_hw", probe_hw, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
@@ -383,14 +387,24 @@ class DiversitySampler(ArchSampler):
         self.pi = None if state["pi"] is None else [np.array(p, dtype=np.float64)
                                                     for p in state["pi"]]
 
-    def bind_data(self, dataset: Any) -> None:
-        """Use ``probe_size`` images of ``dataset`` (a seeded choice) as probe inputs."""
+    def _draw_probe(self, dataset: Any, salt: int) -> torch.Tensor:
         n = len(dataset)
         if n < self.probe_size:
             raise NasrankError(f"dataset has {n} images, fewer than probe_size "
                                f"{self.probe_size}")
-        idx = np.random.default_rng([self.seed, 7]).choice(n, self.probe_size, replace=False)
-        self.probe = torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in np.sort(idx)])
+        idx = np.random.default_rng([self.seed, salt]).choice(n, self.probe_size, replace=False)
+        return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in np.sort(idx)])
+
+    def bind_data(self, dataset: Any) -> None:
+        """Use ``probe_size`` images of ``dataset`` (a seeded choice) as probe inputs of the
+        refreshes outside :meth:`begin_epoch`."""
+        self.probe = self._draw_probe(dataset, -1 % 2**32)
+
+    def begin_epoch(self, epoch: int, dataset: Any) -> None:
+        """Refresh the diversity at the start of ``epoch`` on ``probe_size`` images of
+        ``dataset`` drawn from ``(seed, epoch)`` (the trainer calls this, also on resume)."""
+        probe = self._draw_probe(dataset, int(epoch))
+        self._refresh(probe, np.random.default_rng([self.seed, int(epoch), 1]))
 
     def _probe(self) -> torch.Tensor:
         device = next(self.supernet.parameters()).device
@@ -402,9 +416,14 @@ class DiversitySampler(ArchSampler):
         return self.probe.to(device)
 
     def refresh(self) -> None:
-        """Recompute the diversity matrices from the current weights and recalibrate."""
-        rng = np.random.default_rng([self.seed, self.calls])
-        self.diversity = operator_diversity(self.supernet, self._probe(), rng, self.probe_paths)
+        """Recompute the diversity matrices from the current weights and recalibrate (probe:
+        the bound images, else noise)."""
+        self._refresh(self._probe(), np.random.default_rng([self.seed, self.calls]))
+
+    def _refresh(self, probe: torch.Tensor, rng: np.random.Generator) -> None:
+        device = next(self.supernet.parameters()).device
+        self.diversity = operator_diversity(self.supernet, probe.to(device), rng,
+                                            self.probe_paths)
         self.pi = [calibrate(d, self.m % d.shape[0]) for d in self.diversity]
 
     def draw(self, d: int, rng: np.random.Generator) -> list[int]:
@@ -420,7 +439,8 @@ class DiversitySampler(ArchSampler):
         return [int(c) for c in rng.permutation(picks + drawn)]
 
     def sample(self, rng: np.random.Generator) -> list[Arch]:
-        if self.diversity is None or self.calls % self.refresh_every == 0:
+        if self.diversity is None or (self.refresh_every and self.calls
+                                      and self.calls % self.refresh_every == 0):
             self.refresh()
         self.calls += 1
         columns = [self.draw(d, rng) for d in range(len(self.supernet.decisions()))]
@@ -434,8 +454,8 @@ class DiversitySamplerConfig(Config):
     """EnNAS diversity-based sampling: m paths per step, operators drawn by diversity."""
 
     m: int = option(4, "paths per step (ensemble size)", low=1)
-    refresh_every: int = option(100, "sampler calls (steps) between diversity refreshes; "
-                                     "the steps of one epoch refresh every epoch", low=1)
+    refresh_every: int = option(0, "also refresh every this many steps (0: only at the start "
+                                   "of every epoch)", low=0)
     probe_size: int = option(16, "probe images for the diversity", low=2)
     probe_paths: int = option(2, "sampled paths that route the probe images", low=1)
     probe_hw: int = option(32, "height/width of the noise probe when no data is bound", low=1)

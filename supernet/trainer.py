@@ -214,6 +214,9 @@ def train_supernet(
         rng = np.random.default_rng([int(seed), epoch])
         model.train()
         strategy.begin_epoch(model, epoch)
+        sampler_epoch = getattr(sampler, "begin_epoch", None)
+        if callable(sampler_epoch):  # samplers that look at data (EnNAS diversity probes)
+            sampler_epoch(epoch, data.train)
         order = epoch_order(n_train, seed, epoch)
         batches = list(iterate_batches(data.train, batch_size, order=order, drop_last=True))
         pos = 0

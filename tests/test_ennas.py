@@ -21,7 +21,7 @@ from nasrank.supernet.ennas import (DiversitySampler, EnsembleKDStrategy, calibr
                                     operator_diversity)
 from nasrank.supernet.nb201_supernet import NB201Supernet
 from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES
-from nasrank.supernet.trainer import train_supernet
+from nasrank.supernet.trainer import load_supernet, train_supernet
 
 
 # ----------------------------------------------------------------------------- teacher
@@ -263,9 +263,7 @@ def test_ennas_run_resumes_bitwise(digits, tmp_path):
     def run(ckpt=None, kill=None):
         torch.manual_seed(0)
         net = NB201Supernet(10, C=4, N=1)
-        sampler = SAMPLERS.make("ennas_diversity", {"m": 3, "refresh_every": 2,
-                                                    "probe_size": 4}).build(net)
-        sampler.bind_data(digits.train)
+        sampler = SAMPLERS.make("ennas_diversity", {"m": 3, "probe_size": 4}).build(net)
         strat = STEP_STRATEGIES.make("ennas_kd", {"tau": 2.0}).build(net)
         train_supernet(net, digits, sampler, strategy=strat, epochs=2, batch_size=32, lr=0.05,
                        seed=4, checkpoint_dir=ckpt, progress=False, on_epoch_end=kill)
@@ -278,10 +276,20 @@ def test_ennas_run_resumes_bitwise(digits, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, kill)
+    after_one = NB201Supernet(10, C=4, N=1)
+    load_supernet(after_one, tmp_path)  # the weights at the start of the last epoch
     resumed, rs, rst = run(tmp_path)
     for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(v, w), k
     assert fs.state_dict() == rs.state_dict() and fs.calls == 4
+    # the trainer refreshed the diversity at the start of the last epoch, on trained weights
+    torch.manual_seed(0)
+    init = DiversitySampler(NB201Supernet(10, C=4, N=1), 3, probe_size=4)
+    init.begin_epoch(1, digits.train)
+    assert not np.allclose(init.diversity[0], fs.diversity[0])
+    trained = DiversitySampler(after_one, 3, probe_size=4)
+    trained.begin_epoch(1, digits.train)
+    assert all(np.array_equal(a, b) for a, b in zip(trained.diversity, fs.diversity))
     assert fst.state_dict() == rst.state_dict()
     assert fst.stats["images"] == 4 * 32
 
@@ -303,9 +311,7 @@ def test_ennas_on_the_mbconv_chain(digits):
     torch.manual_seed(0)
     space = MBConvSpace(stem=4, widths=(4, 8), depths=(2, 3), strides=(1, 2), head=16)
     net = MBConvSupernet(space, num_classes=10)
-    sampler = SAMPLERS.make("ennas_diversity", {"m": 3, "refresh_every": 2,
-                                                "probe_size": 4}).build(net)
-    sampler.bind_data(digits.train)
+    sampler = SAMPLERS.make("ennas_diversity", {"m": 3, "probe_size": 4}).build(net)
     strat = STEP_STRATEGIES.make("ennas_kd").build(net)
     train_supernet(net, digits, sampler, strategy=strat, epochs=1, batch_size=32, lr=0.05,
                    seed=1, progress=False)
@@ -360,8 +366,7 @@ def _ddp_run(out, world):
     torch.set_num_threads(1)
     data = load_dataset("digits", seed=0, subset=128)
     net = _DDPToy()
-    sampler = DiversitySampler(net, 2, refresh_every=2, probe_size=8)
-    sampler.bind_data(data.train)
+    sampler = DiversitySampler(net, 2, probe_size=8)
     strat = EnsembleKDStrategy(tau=2.0)
     train_supernet(net, data, sampler, strategy=strat, epochs=2, batch_size=32, lr=0.1, seed=1,
                    progress=False)
