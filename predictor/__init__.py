@@ -1,5 +1,5 @@
 """Ranking predictor: DGCNN graph encoder, weak-label pretraining, ranking-loss fine-tuning,
-metrics and checkpoints (see DESIGN.md)."""
+metrics and checkpoints (see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Search: oracles (benchmark lookup or real training), iterative sampling, regularized evolution
-(plain and surrogate-assisted), baselines, Optuna loops, run records (see DESIGN.md)."""
+(plain and surrogate-assisted), baselines, Optuna loops, run records (see docs/architecture.md)."""
 
 from __future__ import annotations
 

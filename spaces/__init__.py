@@ -1,4 +1,4 @@
-"""Search spaces, label tables and benchmarks (see DESIGN.md)."""
+"""Search spaces, label tables and benchmarks (see docs/architecture.md)."""
 
 from __future__ import annotations
 

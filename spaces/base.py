@@ -1,4 +1,4 @@
-"""The search-space protocol shared by every space (see DESIGN.md, "Core types").
+"""The search-space protocol shared by every space (see docs/architecture.md, "Core types").
 
 A space owns everything that depends on what an architecture *is*: parsing, canonical keys,
 random sampling and variation, the graph seen by the predictor, the network built for training,
