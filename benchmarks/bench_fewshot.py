@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--branching", type=int, default=2)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seed-start", type=int, default=0,
+                   help="first seed built (another process may build the others into --out)")
     p.add_argument("--metrics", nargs="+", default=list(METRICS))
     p.add_argument("--paths", type=int, default=1, help="sampled paths per split metric")
     p.add_argument("--batch-size", type=int, default=32)
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     timings: dict[str, float] = {}
     trees: dict[str, list[Node]] = {m: [] for m in [*args.metrics, "random"]}
     for seed in range(args.seeds):
+        if seed < args.seed_start and not all((out / f"{m}_seed{seed}.json").exists()
+                                              for m in args.metrics):
+            continue  # another process builds it; summarised when present
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(y_all), generator=g)
         batches = [(x_all[idx[i * args.batch_size:(i + 1) * args.batch_size]],
@@ -130,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
             tree = build_tree(net, policy, metric, batches if metric == "gm" else batches[0],
                               paths=args.paths, seed=seed, warmup=warmup)
             timings[f"{metric}_seed{seed}"] = time.perf_counter() - t0
-            path.write_text(json.dumps(tree.to_dict()))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(tree.to_dict()))
+            tmp.replace(path)  # atomic: a concurrent process never reads half a tree
             trees[metric].append(tree)
             print(f"seed {seed} {metric}: root {tree.split} "
                   f"({timings[f'{metric}_seed{seed}']:.1f} s)", flush=True)
