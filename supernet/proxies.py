@@ -373,7 +373,14 @@ def _ntk_pass(ctx: Context, want: set[str]) -> None:
         if g is not None:
             flat = g.flatten(1).double()
             gram += flat @ flat.T
-    ctx.art["ntk_eigenvalues"] = np.linalg.eigvalsh(gram.cpu().numpy())
+    g = gram.cpu().numpy()
+    if not np.all(np.isfinite(g)):  # non-finite weights or gradients: no spectrum to read
+        ctx.art["ntk_eigenvalues"] = np.full(k, math.nan)
+        return
+    try:
+        ctx.art["ntk_eigenvalues"] = np.linalg.eigvalsh(g)
+    except np.linalg.LinAlgError:
+        ctx.art["ntk_eigenvalues"] = np.full(k, math.nan)
 
 
 @_pass("linear_regions", provides=("relu_patterns",))
@@ -526,6 +533,9 @@ def zen(ctx: Context) -> float:
 def ntk(ctx: Context) -> float:
     """Minus the condition number of the empirical NTK (TE-NAS, Chen et al. 2021)."""
     ev = ctx.art["ntk_eigenvalues"]
+    if not np.all(np.isfinite(ev)):
+        ctx.notes["ntk"] = "NTK has non-finite entries (non-finite weights or gradients)"
+        return math.nan
     if ev[0] <= 0:
         ctx.notes["ntk"] = f"NTK smallest eigenvalue {ev[0]:.3g} <= 0: condition number infinite"
         return -math.inf

@@ -22,7 +22,7 @@ from torch.utils.data.dataloader import default_collate
 from tqdm import tqdm
 
 from nasrank.spaces.base import SearchSpace
-from nasrank.errors import NasrankError
+from nasrank.errors import DiskFullError, NasrankError
 
 from .datasets import DatasetSplits
 
@@ -96,12 +96,70 @@ def evaluate(
 
 # ----------------------------------------------------------------------------- checkpoints
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint.
+
+    A full disk raises :class:`~nasrank.errors.DiskFullError` naming the file (the previous
+    checkpoint is intact, so a rerun resumes from it); the partial temporary file is removed.
+    """
+    from nasrank.safeio import disk_full_guard, disk_full_message, refuse_symlink
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(path, "checkpoint")
+    with disk_full_guard(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with disk_full_guard(path):
+            torch.save(obj, tmp)
+            os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, RuntimeError) and "write" in str(err).lower():
+            # torch's zip writer reports ENOSPC as a RuntimeError ("file write failed")
+            import shutil
+
+            if shutil.disk_usage(path.parent).free < 64 * 2**20:
+                raise DiskFullError(disk_full_message(path)) from None
+            raise CheckpointError(
+                f"cannot write checkpoint {str(path)!r}: {str(err).splitlines()[0]}") from None
+        raise
+
+
+#: What each stage's checkpoint must hold, and what deleting it costs.
+CHECKPOINT_FIELDS: dict[str, tuple[str, ...]] = {
+    "standalone": ("model", "optimizer", "scheduler", "epoch", "seconds", "result"),
+    "supernet": ("model", "epoch"),
+}
+_REDONE = {"standalone": "the stand-alone training of this architecture",
+           "supernet": "the supernet training"}
+
+
+def _unreadable(path: Path, kind: str, err: BaseException) -> str:
+    """One line: what is wrong with the checkpoint file and what deleting it redoes."""
+    redo = (f"; delete it to redo {_REDONE.get(kind, f'the {kind} stage')} (the other outputs "
+            f"are kept)")
+    text = str(err)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return (f"checkpoint {str(path)!r} is empty (a write was interrupted or the disk was "
+                f"full){redo}")
+    if "Weights only load failed" in text:
+        import re
+
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        if m:
+            return (f"refused to load checkpoint {str(path)!r}: it asks to load {m.group(1)}, "
+                    f"which a nasrank checkpoint never holds (a crafted or foreign file?){redo}")
+        return (f"cannot read checkpoint {str(path)!r}: not a PyTorch checkpoint (a foreign or "
+                f"damaged file){redo}")
+    first = text.splitlines()[0] if text.strip() else type(err).__name__
+    if isinstance(err, (EOFError, RuntimeError)):
+        return (f"cannot read checkpoint {str(path)!r}: truncated or damaged "
+                f"({first.split('. ')[0]}){redo}")
+    return f"cannot read checkpoint {str(path)!r}: {type(err).__name__}: {first}{redo}"
 
 
 def load_checked(path: str | os.PathLike, kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -109,10 +167,15 @@ def load_checked(path: str | os.PathLike, kind: str, config: dict[str, Any]) -> 
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt or foreign file: torch raises many types
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+        raise CheckpointError(_unreadable(Path(path), kind, err)) from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{str(path)!r} is not a {kind} checkpoint (it holds {got!r})")
+    missing = [f for f in CHECKPOINT_FIELDS.get(kind, ()) if f not in state]
+    if missing:
+        raise CheckpointError(
+            f"{kind} checkpoint {str(path)!r} lacks {missing}"
+            f"; delete it to redo {_REDONE.get(kind, f'the {kind} stage')}")
     saved = state.get("config", {})
     if saved != config:
         diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))

@@ -203,3 +203,88 @@ def test_two_searches_on_one_out_one_is_refused_record_intact(tmp_path, capsys):
     lines = [json.loads(x) for x in (out / "record.jsonl").read_text().splitlines()]
     keys = [e["key"] for e in lines if e["type"] == "query"]
     assert len(keys) == 200 == len(set(keys))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _ckpt(tmp_path):
+    import torch
+
+    from nasrank.supernet.train import save_atomic
+
+    path = tmp_path / "trainings" / "nb201-abc.pt"
+    state = {"kind": "standalone", "config": {"a": 1}, "epoch": 1, "seconds": 0.5,
+             "model": {"w": torch.ones(3)}, "optimizer": {}, "scheduler": {}, "result": None}
+    save_atomic(state, path)
+    return path, state
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unreadable_checkpoints_one_line_naming_file_and_stage_to_redo(tmp_path):
+    import torch
+
+    from nasrank.supernet.train import CheckpointError, load_checked
+
+    path, state = _ckpt(tmp_path)
+    good = path.read_bytes()
+    marker = tmp_path / "pwned"
+    torch.save({"kind": "standalone", "x": _Evil(marker)}, tmp_path / "evil.pt")
+    cases = {
+        "empty": (b"", "is empty"),
+        "truncated": (good[: len(good) // 2], "truncated or damaged"),
+        "crafted": ((tmp_path / "evil.pt").read_bytes(), "asks to load posix.system"),
+    }
+    for what, (content, needle) in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError) as exc:
+            load_checked(path, "standalone", {"a": 1})
+        msg = str(exc.value)
+        assert "\n" not in msg, what
+        assert needle in msg and repr(str(path)) in msg, msg
+        assert "delete it to redo the stand-alone training of this architecture" in msg
+    assert not marker.exists()
+    torch.save({k: v for k, v in state.items() if k != "optimizer"}, path)
+    with pytest.raises(CheckpointError, match=r"lacks \['optimizer'\]; delete it"):
+        load_checked(path, "standalone", {"a": 1})
+
+
+def test_disk_full_during_torch_save_names_file_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    import nasrank.supernet.train as train
+
+    path, state = _ckpt(tmp_path)
+    before = path.read_bytes()
+
+    def full(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(DiskFullError, match=r"nb201-abc\.pt.*resumes"):
+        train.save_atomic({**state, "epoch": 2}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]  # the partial temporary file is gone
+
+
+def test_ntk_of_non_finite_weights_is_nan_with_a_note():
+    import math
+
+    import torch
+    from torch import nn
+
+    from nasrank.supernet.proxies import score_with_notes
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = float("nan")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 3, 8, 8, generator=g), torch.arange(6) % 5
+    values, notes = score_with_notes(net, (x, y), ["ntk"])
+    assert math.isnan(values["ntk"]) and "non-finite" in notes["ntk"]
