@@ -8,9 +8,14 @@ best. Parameters outside the space's choices are sampled independently by a seed
 
 :func:`run_optuna_search` runs one worker of a search as an Optuna study with ask/tell. Every
 queried arch is a trial (user attributes ``key``, ``reported``, ``seconds``, ``worker``), so a
-study in an RDB storage (SQLite by default) is itself the record: a worker restarted with the same
-``worker`` id finishes its interrupted trial and carries on. Several processes may share one
-study, each with its own budget share; no arch is ever evaluated twice (see :class:`ClaimTable`).
+study in an RDB storage (SQLite, PostgreSQL, MySQL/MariaDB) is itself the record: a worker
+restarted with the same ``worker`` id replays what it completed and carries on. Several processes
+(on several machines) may share one study, each with its own budget share; no arch is completed
+twice (see :class:`ClaimTable`). A worker that dies mid-trial is handled with Optuna's public API
+only: trials run under ``study.optimize`` with the storage's heartbeat, a trial whose heartbeat
+stopped is failed by ``optuna.storages.fail_stale_trials`` (run by every worker before each trial)
+and enqueued again (``study.enqueue_trial``, user attribute ``retry_of``); the retry inherits the
+dead trial's claim.
 
 Example::
 
@@ -33,6 +38,8 @@ Example::
 from __future__ import annotations
 
 import os
+import time
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -217,6 +224,19 @@ class ClaimTable:
         except self._sa.exc.IntegrityError:
             return False
 
+    def take_over(self, study_name: str, key: str, from_trial: int, worker: str,
+                  trial_number: int) -> bool:
+        """Move the claim of ``key`` held by trial ``from_trial`` (a dead or failed trial being
+        retried) to ``worker``'s trial ``trial_number``; True when this call moved it. One
+        conditional ``UPDATE``: of two retries of one trial, exactly one succeeds."""
+        t = self.table
+        with self.engine.begin() as conn:
+            n = conn.execute(t.update().where(
+                (t.c.study_name == study_name) & (t.c.arch_key == key)
+                & (t.c.trial_number == from_trial)).values(
+                    worker=worker, trial_number=trial_number)).rowcount
+        return n == 1
+
     def owner(self, study_name: str, key: str) -> tuple[str, int] | None:
         t = self.table
         with self.engine.connect() as conn:
@@ -235,12 +255,58 @@ class ClaimTable:
         self.engine.dispose()
 
 
-def _storage(storage: str) -> optuna.storages.RDBStorage:
+#: seconds between two heartbeats of a running trial, and how old a heartbeat may grow before
+#: another worker declares the trial's process dead (Optuna's RDBStorage heartbeat)
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 60
+_OPEN_TRIES = 8
+
+
+def _retry_stale_trial(study: Study, trial: FrozenTrial) -> None:
+    """Heartbeat callback: a trial whose worker died is enqueued again with its parameters; the
+    retry (user attribute ``retry_of``) inherits the dead trial's claim."""
+    _enqueue_retry(study, trial)
+
+
+def _enqueue_retry(study: Study, trial: FrozenTrial) -> None:
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+
+def _storage(storage: str, *, heartbeat_interval: int, grace_period: int
+             ) -> optuna.storages.RDBStorage:
     if not isinstance(storage, str) or "://" not in storage:
         raise NasrankError(
             f"storage must be an RDB URL such as 'sqlite:///study.db', got {storage!r}")
     kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
-    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            storage, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period, heartbeat_stale_trial_callback=_retry_stale_trial)
+
+
+def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_interval: int,
+          grace_period: int) -> tuple[Study, ClaimTable]:
+    """Open (create on first use) the study and the claims table. Workers starting together on
+    a new database race on creating the schema: the loser's ``CREATE TABLE`` / first insert
+    fails with ``IntegrityError`` (or ``OperationalError`` on a locked SQLite file) although the
+    winner's schema is fine, so the whole opening is retried."""
+    import sqlalchemy as sa
+
+    for attempt in range(_OPEN_TRIES):
+        try:
+            rdb = _storage(storage, heartbeat_interval=heartbeat_interval,
+                           grace_period=grace_period)
+            claims = ClaimTable(storage)
+            study = optuna.create_study(storage=rdb, sampler=sampler, study_name=study_name,
+                                        direction="maximize", load_if_exists=True)
+            return study, claims
+        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            if attempt == _OPEN_TRIES - 1:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def run_optuna_search(
@@ -249,21 +315,34 @@ def run_optuna_search(
     sampler: BaseSampler | None = None, n_startup_trials: int = 10, fit_every: int = 1,
     pool_size: int = 100_000, fit_kwargs: Mapping[str, Any] | None = None,
     record: str | os.PathLike | None = None, max_duplicates: int = 1000,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_period: int = GRACE_PERIOD,
 ) -> SearchResult:
     """Run one worker of a search as an Optuna study (see module docstring).
 
     ``budget`` is this worker's share: it queries at most ``budget`` unique archs (counting the
     ones it completed before an interruption). ``sampler`` defaults to
     ``PredictorSampler(space, predictor_factory, seed=seed, ...)``. Proposals already claimed in
-    the study are told as FAIL (user attribute ``duplicate_of``) and the worker asks again; after
+    the study are pruned (user attribute ``duplicate_of``) and the worker asks again; after
     ``max_duplicates`` duplicates in a row it stops with an error. A ``worker`` id must be used by
     one process at a time.
+
+    Crashed workers, with Optuna's public API only: trials run under ``study.optimize`` with
+    the storage's heartbeat (``heartbeat_interval`` seconds); a RUNNING trial whose heartbeat is
+    older than ``grace_period`` seconds is failed by the next worker starting a trial
+    (``optuna.storages.fail_stale_trials``) and enqueued again with its parameters. A worker
+    restarted under its old id does not wait for that: it fails its own RUNNING trials at once
+    (``study.tell``) and enqueues them, as it does its trials that failed with an exception.
     """
     check_space(space, oracle)
     budget = _check_budget(budget)
     seed = check_seed(seed)
     if not isinstance(worker, str) or not worker:
         raise NasrankError(f"worker must be a non-empty string, got {worker!r}")
+    for name, v in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period)):
+        _positive(name, v)
+    if grace_period < heartbeat_interval:
+        raise NasrankError(f"grace_period {grace_period} s is shorter than heartbeat_interval "
+                           f"{heartbeat_interval} s: live trials would be failed as dead")
     if sampler is None:
         sampler = PredictorSampler(space, predictor_factory, seed=seed,
                                    n_startup_trials=n_startup_trials, fit_every=fit_every,
@@ -272,71 +351,87 @@ def run_optuna_search(
               "sampler": type(sampler).__name__, "n_startup_trials": n_startup_trials,
               "fit_every": fit_every, "pool_size": pool_size,
               "predictor": describe_factory(predictor_factory)}
-    rdb = _storage(storage)
-    claims = ClaimTable(storage)
-    study = optuna.create_study(storage=rdb, sampler=sampler, study_name=study_name,
-                                direction="maximize", load_if_exists=True)
-    if study.direction != StudyDirection.MAXIMIZE:
-        raise NasrankError(f"study {study_name!r} minimises; searches need a maximising study")
-    dists = space_distributions(space)
-    bo = BudgetedOracle(oracle, budget=budget, record=record, config=config)
-
-    mine = sorted((t for t in study.get_trials(deepcopy=False)
-                   if t.user_attrs.get("worker") == worker), key=lambda t: t.number)
-    # 1) replay what this worker completed before (the study is the record)
-    for t in mine:
-        if t.state == TrialState.COMPLETE and "key" in t.user_attrs:
-            q = Query(t.user_attrs["key"], float(t.value), float(t.user_attrs["reported"]),
-                      float(t.user_attrs["seconds"]))
-            bo.preload(q)
-            if bo.remaining > 0:
-                bo.query_full(space.from_choices(t.params))
-    # 2) finish this worker's interrupted trials, in order
-    for t in mine:
-        if t.state != TrialState.RUNNING:
-            continue
-        if all(n in t.params for n in dists) and bo.remaining > 0:
-            _evaluate_trial(study, claims, bo, space, worker, t.number, t._trial_id, t.params)
-        else:
-            study.tell(t.number, state=TrialState.FAIL)
-
-    duplicates = 0
-    while bo.remaining > 0:
-        trial = study.ask()
-        trial.set_user_attr("worker", worker)
-        params = {n: trial.suggest_categorical(n, d.choices) for n, d in dists.items()}
-        if _evaluate_trial(study, claims, bo, space, worker, trial.number, trial._trial_id,
-                           params):
-            duplicates = 0
-        else:
-            duplicates += 1
-            if duplicates >= max_duplicates:
-                raise NasrankError(
-                    f"worker {worker!r}: {duplicates} proposals in a row were already claimed "
-                    f"in study {study_name!r}; the space may be exhausted")
-    claims.dispose()
+    study, claims = _open(storage, study_name, sampler, heartbeat_interval=heartbeat_interval,
+                          grace_period=grace_period)
+    try:
+        if len(study.directions) != 1 or study.direction != StudyDirection.MAXIMIZE:
+            raise NasrankError(f"study {study_name!r} has directions "
+                               f"{[d.name for d in study.directions]}; a search needs one "
+                               "maximising objective")
+        dists = space_distributions(space)
+        bo = BudgetedOracle(oracle, budget=budget, record=record, config=config)
+        trials = study.get_trials(deepcopy=False)
+        mine = sorted((t for t in trials if t.user_attrs.get("worker") == worker),
+                      key=lambda t: t.number)
+        # 1) replay what this worker completed before (the study is the record)
+        for t in mine:
+            if t.state == TrialState.COMPLETE and "key" in t.user_attrs:
+                q = Query(t.user_attrs["key"], float(t.value), float(t.user_attrs["reported"]),
+                          float(t.user_attrs["seconds"]))
+                bo.preload(q)
+                if bo.remaining > 0:
+                    bo.query_full(space.from_choices(t.params))
+        # 2) this worker's trials that died with their process or failed with an error are
+        #    evaluated again (by whichever worker asks first) under their old claim
+        _requeue_own(study, worker)
+        if bo.remaining > 0:
+            study.optimize(_Objective(study_name, claims, bo, space, dists, worker,
+                                      max_duplicates),
+                           callbacks=[lambda st, _t: st.stop() if bo.remaining <= 0 else None])
+    finally:
+        claims.dispose()
     return bo.result(config)
 
 
-def _evaluate_trial(study: Study, claims: ClaimTable, bo: BudgetedOracle, space: SearchSpace,
-                    worker: str, number: int, trial_id: int, params: Mapping[str, Any]) -> bool:
-    """Claim, evaluate and tell one trial; False (trial told FAIL) when another trial owns the
-    arch. User attributes are written through the study's storage because a resumed trial is
-    known by number/id only (Optuna has no public handle for a RUNNING trial of a dead process).
-    """
-    arch = space.from_choices(dict(params))
-    key = space.key(arch)
-    storage = study._storage
-    if not claims.claim(study.study_name, key, worker, number):
-        if claims.owner(study.study_name, key) != (worker, number):  # else: our own claim
-            storage.set_trial_user_attr(trial_id, "duplicate_of", key)
-            study.tell(number, state=TrialState.FAIL)
-            return False
-    q = bo.query_full(arch)
-    for name, v in (("key", q.key), ("reported", q.reported), ("seconds", q.seconds)):
-        storage.set_trial_user_attr(trial_id, name, v)
-    study.tell(number, q.value)
-    return True
+def _requeue_own(study: Study, worker: str) -> None:
+    """Fail this worker's RUNNING trials (their process is dead: one process per worker id) and
+    enqueue a retry of each trial of it that failed during evaluation and has none yet."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == worker:
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                pass  # failed meanwhile by another worker's stale-trial check (and enqueued)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        if (t.state == TrialState.FAIL and t.user_attrs.get("worker") == worker
+                and "duplicate_of" not in t.user_attrs and t.number not in retried):
+            _enqueue_retry(study, t)
+
+
+class _Objective:
+    """One trial: claim the proposed arch, evaluate it, record it in user attributes."""
+
+    def __init__(self, study_name: str, claims: ClaimTable, bo: BudgetedOracle,
+                 space: SearchSpace, dists: Mapping[str, CategoricalDistribution], worker: str,
+                 max_duplicates: int) -> None:
+        self.study_name, self.claims, self.bo, self.space = study_name, claims, bo, space
+        self.dists, self.worker, self.max_duplicates = dists, worker, max_duplicates
+        self.duplicates = 0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", self.worker)
+        params = {n: trial.suggest_categorical(n, d.choices) for n, d in self.dists.items()}
+        arch = self.space.from_choices(params)
+        key = self.space.key(arch)
+        if not self.claims.claim(self.study_name, key, self.worker, trial.number):
+            retry_of = trial.user_attrs.get("retry_of")
+            if retry_of is None or not self.claims.take_over(
+                    self.study_name, key, int(retry_of), self.worker, trial.number):
+                trial.set_user_attr("duplicate_of", key)
+                self.duplicates += 1
+                if self.duplicates >= self.max_duplicates:
+                    raise NasrankError(
+                        f"worker {self.worker!r}: {self.duplicates} proposals in a row were "
+                        f"already claimed in study {self.study_name!r}; the space may be "
+                        "exhausted")
+                raise optuna.TrialPruned(f"{key} is claimed by another trial")
+        self.duplicates = 0
+        q = self.bo.query_full(arch)
+        for name, v in (("key", q.key), ("reported", q.reported), ("seconds", q.seconds)):
+            trial.set_user_attr(name, v)
+        return q.value
 
 
 def study_queries(study: Study) -> list[tuple[int, str, str, float]]:

@@ -4,9 +4,11 @@ checked by brute force) and run_optuna_search (resume, two real processes on one
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +101,14 @@ def test_run_optuna_search_resumes_to_the_uninterrupted_result(tmp_path):
     assert oracle.calls == 2                                # 3 answers came from the study
     assert res.queries == [(k, v, 0.5) for k, v, _ in ref.queries]
     study = optuna.load_study(study_name="s", storage=url)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    assert [q[2] for q in study_queries(study)] == [k for k, _, _ in ref.queries]
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the crashed trial...
+    crashed = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == crashed.number]
+    assert len(retry) == 1 and retry[0].state == optuna.trial.TrialState.COMPLETE
+    assert retry[0].params == crashed.params                # ...evaluated again by its retry
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(states) - 1
+    assert sorted(q[2] for q in study_queries(study)) == sorted(k for k, _, _ in ref.queries)
 
 
 WORKER = textwrap.dedent("""
@@ -145,7 +153,84 @@ def test_two_processes_sharing_one_sqlite_study_never_query_the_same_arch(tmp_pa
     assert {k: w for k, w, _ in claims.claims("shared")} == \
         {k: w for _, w, k, _ in done}                       # every evaluation was claimed first
     claims.dispose()
-    # both workers start from the same seed, so they propose the same archs: the guard must
-    # have turned such proposals into FAIL trials marked duplicate_of
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert all("duplicate_of" in t.user_attrs for t in failed)
+    # proposals another worker had claimed meanwhile are pruned, marked duplicate_of
+    assert {t.state for t in study.trials} <= {optuna.trial.TrialState.COMPLETE,
+                                               optuna.trial.TrialState.PRUNED}
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all("duplicate_of" in t.user_attrs for t in pruned)
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    from nasrank.search.optuna_search import run_optuna_search
+    from test_search_fixtures import TableOracle, TinySpace
+
+    class Slow(TableOracle):
+        def evaluate(self, arch):
+            print("EVAL", self.space.key(arch), flush=True)   # the parent kills on this line
+            time.sleep(0.4)
+            return super().evaluate(arch)
+
+    res = run_optuna_search(space=TinySpace(), oracle=Slow(), budget=int(sys.argv[2]), seed=0,
+                            storage={url!r}, study_name="shared", worker=sys.argv[1],
+                            heartbeat_interval=1, grace_period=2)
+    print("DONE", ",".join(k for k, _, _ in res.queries), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_sigkilled_workers_trials_are_retried_once_and_none_left_running(tmp_path):
+    """Three workers start together on a new SQLite file (no schema race may kill one); w1 is
+    SIGKILLed mid-trial and restarted (it requeues its dead trial at once), w2 is SIGKILLed and
+    never comes back (its trial is found by the heartbeat check of a later worker)."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    script = tmp_path / "worker.py"
+    script.write_text(KILLABLE.format(root=str(ROOT), tests=str(ROOT / "tests"), url=url))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(worker: str, budget: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), worker, str(budget)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+
+    w0, w1, w2 = start("w0", 2), start("w1", 2), start("w2", 2)
+    for p in (w1, w2):                                      # kill each in its first evaluation
+        line = p.stdout.readline()
+        assert line.startswith("EVAL"), (line, p.stderr.read())
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=60)
+    killed_at = time.monotonic()
+    w1b = start("w1", 2)
+    outs = {name: p.communicate(timeout=300) for name, p in (("w0", w0), ("w1", w1b))}
+    for name, p in (("w0", w0), ("w1", w1b)):
+        assert p.returncode == 0, outs[name][1]
+    # a later worker's stale-trial check (heartbeat older than the 2 s grace) requeues w2's
+    time.sleep(max(0.0, killed_at + 3.0 - time.monotonic()))
+    late = run_optuna_search(space=TINY, oracle=TableOracle(), budget=1, seed=0, storage=url,
+                             study_name="shared", worker="late", heartbeat_interval=1,
+                             grace_period=2)
+    assert len(late.queries) == 1
+
+    study = optuna.load_study(study_name="shared", storage=url)
+    TS = optuna.trial.TrialState
+    assert not [t for t in study.trials if t.state in (TS.RUNNING, TS.WAITING)]
+    done = study_queries(study)
+    keys = [k for _, _, k, _ in done]
+    assert len(keys) == len(set(keys)) == 2 + 2 + 1         # no arch evaluated twice, budgets met
+    assert [w for _, w, _, _ in done].count("w0") == 2
+    assert [w for _, w, _, _ in done].count("w1") == 2
+    # each killed worker's trial failed and was completed once by a retry with its params
+    for dead in ("w1", "w2"):
+        failed = [t for t in study.trials if t.state == TS.FAIL
+                  and t.user_attrs.get("worker") == dead]
+        assert len(failed) == 1
+        retries = [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
+        assert [t.state for t in retries] == [TS.COMPLETE]
+        assert retries[0].params == failed[0].params
+    claims = ClaimTable(url)
+    owners = {k: w for k, w, _ in claims.claims("shared")}
+    claims.dispose()
+    assert owners == {k: w for _, w, k, _ in done}          # claims moved to the retries
