@@ -80,6 +80,9 @@ class IterativeConfig(SearchMethodConfig):
 class _Tournament(SearchMethodConfig):
     population_size: int = option(20, "population of the evolution", low=1)
     sample_size: int = option(5, "tournament size (at most the population)", low=1)
+    crossover_prob: float = option(0.0, "probability that a child is the crossover of two "
+                                   "tournament winners (then mutated); 0 = mutation only",
+                                   low=0.0, high=1.0)
 
     def check(self) -> None:
         if self.sample_size > self.population_size:
@@ -97,7 +100,7 @@ class EvolutionConfig(_Tournament):
         from .evolution import regularized_evolution
 
         return _bind(regularized_evolution, space=space, population_size=self.population_size,
-                     sample_size=self.sample_size)
+                     sample_size=self.sample_size, crossover_prob=self.crossover_prob)
 
 
 @SEARCH_METHODS.register("surrogate-re")
@@ -118,7 +121,8 @@ class SurrogateEvolutionConfig(_Tournament):
                      predictor_factory=self._need("a predictor", predictor_factory),
                      population_size=self.population_size, sample_size=self.sample_size,
                      n_init=self.n_init, n_children=self.n_children,
-                     queries_per_fit=self.queries_per_fit, fit_kwargs=fit_kwargs)
+                     queries_per_fit=self.queries_per_fit, fit_kwargs=fit_kwargs,
+                     crossover_prob=self.crossover_prob)
 
 
 @SEARCH_METHODS.register("random")
@@ -151,7 +155,8 @@ class GreedyConfig(SearchMethodConfig):
 @SEARCH_METHODS.register("optuna")
 @dataclass(frozen=True)
 class OptunaConfig(SearchMethodConfig):
-    """An Optuna study driven by the predictor sampler (in memory; see run_optuna_search)."""
+    """An Optuna study driven by the predictor sampler (in memory, or shared by workers through
+    ``storage``; see run_optuna_search)."""
 
     uses_predictor: ClassVar[bool] = True
     n_startup_trials: int = option(10, "random trials before the predictor proposes", low=1)
@@ -159,9 +164,15 @@ class OptunaConfig(SearchMethodConfig):
     pool_size: int = option(100_000, "candidate pool ranked by the predictor", low=1)
 
     def build(self, *, space: Any, labels: Any = None, predictor_factory: Any = None,
-              fit_kwargs: Mapping[str, Any] | None = None) -> SearchFn:
-        from .optuna_search import optuna_sampler_search
+              fit_kwargs: Mapping[str, Any] | None = None, storage: str | None = None,
+              study_name: str | None = None, worker: str = "0") -> SearchFn:
+        """``storage`` (an Optuna storage URL) makes this one worker of a shared study."""
+        from .optuna_search import optuna_sampler_search, run_optuna_search
 
-        return _bind(optuna_sampler_search, space=space, predictor_factory=predictor_factory,
-                     n_startup_trials=self.n_startup_trials, fit_every=self.fit_every,
-                     pool_size=self.pool_size, fit_kwargs=fit_kwargs)
+        kw = dict(space=space, predictor_factory=predictor_factory,
+                  n_startup_trials=self.n_startup_trials, fit_every=self.fit_every,
+                  pool_size=self.pool_size, fit_kwargs=fit_kwargs)
+        if storage is None:
+            return _bind(optuna_sampler_search, **kw)
+        return _bind(run_optuna_search, storage=storage, worker=worker,
+                     study_name=self._need("a study name", study_name), **kw)

@@ -192,3 +192,18 @@ def test_evolution_crossover_uses_two_tournament_winners(bench):
         with pytest.raises(NasrankError, match="crossover_prob"):
             re_(space=bench.space, oracle=BenchmarkOracle(bench, metric="cifar10_valid"),
                 budget=5, seed=0, crossover_prob=bad)
+
+
+def test_crossover_prob_is_a_registered_search_option(bench):
+    from nasrank.errors import ConfigError
+    from nasrank.search.registry import SEARCH_METHODS
+
+    run = SEARCH_METHODS.make("re", {"population_size": 10, "sample_size": 3,
+                                     "crossover_prob": "0.0"}).build(space=bench.space)
+    res = run(oracle=BenchmarkOracle(bench, metric="cifar10_valid"), budget=60, seed=0)
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(k for k, _, _ in res.queries).encode()).hexdigest()
+    assert digest == RE_SEED0_SHA256  # crossover_prob 0 through the registry: the recorded run
+    with pytest.raises(ConfigError, match="crossover_prob = 1.5"):
+        SEARCH_METHODS.make("surrogate-re", {"crossover_prob": 1.5})
