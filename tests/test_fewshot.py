@@ -319,3 +319,27 @@ def test_gm_tree_on_the_mbconv_chain(digits):
     assert sorted(i for g in tree.split.groups for i in g) == list(range(counts[d]))
     assert sorted(len(g) for g in tree.split.groups) == [counts[d] // 2, counts[d] - counts[d] // 2]
     assert len(tree.leaves()) == 2
+
+
+@pytest.mark.slow
+def test_fewshot_command_end_to_end_and_resume(tmp_path, capsys):
+    import json
+
+    from nasrank.search.cli import main
+    from nasrank.spaces.labels import LabelTable
+
+    argv = ["fewshot", "--out", str(tmp_path), "--metric", "synflow", "--depth", "1",
+            "--paths", "1", "--epochs", "1", "--batch-size", "256", "--num-archs", "3",
+            "--supernet.channels", "4", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    tree = json.loads((tmp_path / "fewshot" / "tree.json").read_text())["tree"]
+    assert len(tree["children"]) == 2
+    first = LabelTable.read_csv(tmp_path / "fewshot" / "weak_labels.csv")
+    assert len(first) == 3
+    assert main(argv) == 0  # resumes: nothing retrained, same labels
+    again = LabelTable.read_csv(tmp_path / "fewshot" / "weak_labels.csv")
+    assert again.keys == first.keys
+    assert np.array_equal(again.column("ws_acc"), first.column("ws_acc"))
+    bad = [a if a != "synflow" else "snip" for a in argv]
+    assert main(bad) == 2  # another metric into the same folder is refused
+    assert "other settings" in capsys.readouterr().err
