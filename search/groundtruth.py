@@ -61,7 +61,7 @@ class Recipe(Config):
     dataset: str = option("fashion-mnist", "dataset (see nasrank.supernet.datasets)")
     epochs: int = option(3, "training epochs per architecture", low=1)
     batch_size: int = option(64, "training batch size", low=1)
-    lr: float = option(0.05, "peak learning rate (SGD, cosine schedule)", low=0.0, low_open=True)
+    lr: float = option(0.1, "peak learning rate (SGD, cosine schedule)", low=0.0, low_open=True)
     momentum: float = option(0.9, "SGD momentum", low=0.0, high=1.0)
     weight_decay: float = option(5e-4, "weight decay", low=0.0)
     image_size: int | None = option(None, "resize images to this side (default: as stored)",
