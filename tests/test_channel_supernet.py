@@ -434,19 +434,23 @@ def test_strict_fair_sampler_arch_batch_checked_and_default_unchanged():
 
 
 def test_sampler_registry_entries():
-    from nasrank.supernet.registry import SAMPLERS
+    """The registered configs (used directly: reading the registry imports every supernet
+    module, slow on a loaded machine); the decorator set their registry name and kind."""
     from nasrank.errors import ConfigError
+    from nasrank.supernet.base import FairSamplerConfig, UniformSamplerConfig
 
+    assert (FairSamplerConfig.name, FairSamplerConfig.kind) == ("fair", "sampler")
+    assert (UniformSamplerConfig.name, UniformSamplerConfig.kind) == ("uniform", "sampler")
     sup = ChannelSupernet("full", num_classes=10)
-    fair = SAMPLERS.make("fair", {"arch_batch": "18"}).build(sup)
+    fair = FairSamplerConfig(arch_batch="18").build(sup)  # coerced as from a CLI flag
     assert isinstance(fair, StrictFairSampler) and len(fair.sample(np.random.default_rng(0))) == 18
-    assert len(SAMPLERS.make("fair").build(sup).sample(np.random.default_rng(0))) == 16
-    uni = SAMPLERS.make("uniform", {"archs_per_step": 2}).build(sup)
+    assert len(FairSamplerConfig().build(sup).sample(np.random.default_rng(0))) == 16
+    uni = UniformSamplerConfig(archs_per_step=2).build(sup)
     assert isinstance(uni, UniformSampler) and uni.archs_per_step == 2
     with pytest.raises(ConfigError, match="arch_batch = 0"):
-        SAMPLERS.make("fair", {"arch_batch": 0})
+        FairSamplerConfig(arch_batch=0)
     with pytest.raises(ConfigError, match="archs_per_step = 0"):
-        SAMPLERS.make("uniform", {"archs_per_step": 0})
+        UniformSamplerConfig(archs_per_step=0)
 
 
 def test_trainer_drives_the_channel_supernet():
