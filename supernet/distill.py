@@ -122,7 +122,10 @@ class FixedTeacherStrategy(_DistillBase):
     ``warmup_epochs = w``, from this run: epochs ``0..w-1`` train only the largest path with
     cross-entropy (the sampled architectures are drawn but not run), and at the start of epoch
     ``w`` the largest path is copied out and frozen. The teacher's weights are part of
-    :meth:`state_dict`, so a resumed run continues with the same teacher.
+    :meth:`state_dict`, so a resumed run continues with the same teacher. The teacher
+    normalises with its BatchNorm running statistics: after a warm-up they are the largest
+    path's own; a checkpoint of a supernet trained on many paths holds mixed statistics (prefer
+    a checkpoint of a ``fixed_teacher`` warm-up run).
     """
 
     def __init__(self, supernet: Supernet, *, temperature: float = 1.0, ce_weight: float = 0.0,
