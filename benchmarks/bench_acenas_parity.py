@@ -88,14 +88,19 @@ def weak_labels(bench: Any, columns: Sequence[str]) -> Any:
     return LabelTable(t.keys, cols, space=t.space)
 
 
-def pretrain(bench: Any, label_set: str, path: Path, epochs: int) -> None:
-    """One checkpoint per weak-label set; AceNAS's checkpoints carry its head dropout (0.5)."""
+def pretrain(bench: Any, label_set: str, path: Path, epochs: int, cells: int | None) -> None:
+    """One checkpoint per weak-label set; AceNAS's checkpoints carry its head dropout (0.5).
+    ``cells``: pretrain on that many seeded random canonical cells (all when None)."""
     from nasrank.predictor import RankingPredictor
     from nasrank.predictor.encoder import ACENAS_PRESET
 
     extra = {} if label_set == "ours" else ACENAS_PRESET
     p = RankingPredictor(bench.space, seed=0, **PREDICTOR, **extra)
-    archs = [bench.archs[k] for k in bench.table.keys]
+    keys = list(bench.table.keys)
+    if cells is not None and cells < len(keys):
+        pick = np.random.default_rng(0).choice(len(keys), size=cells, replace=False)
+        keys = [keys[int(i)] for i in sorted(pick)]
+    archs = [bench.archs[k] for k in keys]
     t0 = time.time()
     hist = p.pretrain(archs, weak_labels(bench, LABEL_SETS[label_set]), epochs=epochs,
                       batch_size=128, lr=1e-3)
@@ -161,6 +166,8 @@ def main() -> None:
     ap.add_argument("--seed-start", type=int, default=0)
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--pre-epochs", type=int, default=10)
+    ap.add_argument("--pre-cells", type=int, default=None,
+                    help="pretrain on this many random canonical cells (default: all 9,445)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = ap.parse_args()
@@ -178,7 +185,7 @@ def main() -> None:
     for label_set in sorted({METHODS[m][0] for m in args.methods}):
         ckpt = out / f"ckpt_{label_set}.pt"
         if not ckpt.exists():
-            pretrain(bench, label_set, ckpt, args.pre_epochs)
+            pretrain(bench, label_set, ckpt, args.pre_epochs, args.pre_cells)
     oracle = BenchmarkOracle(full, metric="cifar10_valid", report_metric="cifar10_test")
     space_best = max(float(x) for x in full.table.column("cifar10_test") if math.isfinite(x))
     runs_file = out / "runs.jsonl"
