@@ -118,18 +118,19 @@ class RestrictedUniformSampler(ArchSampler):
                 "archs_per_step": self.archs_per_step}
 
 
-def parse_allowed(text: Sequence[str], n_decisions: int) -> list[list[int]] | None:
-    """CLI/TOML form of ``allowed``: one string per decision point, choice indices joined by
-    ``+`` (``"0+2"``); ``"*"`` (or an empty list for the whole supernet) allows every choice."""
+def parse_allowed(text: Sequence[str], counts: Sequence[int]) -> list[list[int]] | None:
+    """CLI/TOML form of ``allowed``: one string per decision point (``counts[d]`` choices),
+    choice indices joined by ``+`` (``"0+2"``); ``"*"`` allows every choice, and an empty list
+    the whole supernet (``None``)."""
     if not text:
         return None
-    if len(text) != n_decisions:
+    if len(text) != len(counts):
         raise ConfigError(f"allowed has {len(text)} entries {list(text)!r}, expected one per "
-                          f"decision point ({n_decisions})")
+                          f"decision point ({len(counts)})")
     out: list[list[int]] = []
     for d, item in enumerate(text):
         if item.strip() == "*":
-            out.append([-1])  # placeholder, replaced by the caller
+            out.append(list(range(counts[d])))
             continue
         try:
             out.append([int(v) for v in item.split("+")])
@@ -149,10 +150,7 @@ class RestrictedUniformConfig(Config):
     archs_per_step: int = option(1, "paths visited (gradients accumulated) per step", low=1)
 
     def build(self, supernet: Supernet) -> RestrictedUniformSampler:
-        counts = [len(o) for o in supernet.decisions()]
-        parsed = parse_allowed(self.allowed, len(counts))
-        if parsed is not None:
-            parsed = [list(range(k)) if g == [-1] else g for g, k in zip(parsed, counts)]
+        parsed = parse_allowed(self.allowed, [len(o) for o in supernet.decisions()])
         return RestrictedUniformSampler(supernet, parsed, self.archs_per_step)
 
 
