@@ -133,7 +133,10 @@ class EnsembleKDStrategy(StepStrategy):
     runs each path again through the wrapper, so every DDP forward has its backward. The
     weights ``w`` are solved on the logits of the whole global batch (gathered across ranks),
     so every rank uses the same ``w``. Running counts of teacher and student accuracy on the
-    training batches are kept in ``state_dict`` (checkpointed, see :meth:`accuracies`)."""
+    training batches are kept in ``state_dict`` (checkpointed, see :meth:`accuracies`).
+    The ensemble is the paths of one batch: train with ``same_batch=True`` (the trainer's
+    default); with one batch per path each "ensemble" is a single path and the loss is plain
+    cross-entropy."""
 
     def __init__(self, tau: float = 1.0) -> None:
         super().__init__()
