@@ -36,7 +36,7 @@ from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
 from nasrank.predictor.metrics import kendall_tau, precision_at_k, spearman, top_k_regret
 from nasrank.spaces.labels import LabelTable
 
-from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth
+from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth, seed_agreement
 
 #: metric name -> function(y_true, score)
 METRIC_FUNCS = {
@@ -111,14 +111,6 @@ def align(truth: GroundTruth, labels: LabelTable, column: str, *,
     return Aligned(keys, per_seed.mean(axis=1), per_seed, sc, int(complete.sum()), len(labels))
 
 
-def _ceiling(per_seed: np.ndarray) -> float:
-    s = per_seed.shape[1]
-    if s < 2:
-        return math.nan
-    return float(np.mean([kendall_tau(per_seed[:, a], per_seed[:, b])
-                          for a in range(s) for b in range(a + 1, s)]))
-
-
 def _safe(fn, *args) -> float:
     try:
         v = float(fn(*args))
@@ -140,14 +132,14 @@ def evaluate_scores(aligned: Aligned, *, column: str = "score", truth_metric: st
     if not 0.0 < level < 1.0:
         raise NasrankError(f"level must be in (0, 1), got {level!r}")
     point = {name: _safe(fn, t, p) for name, fn in METRIC_FUNCS.items()}
-    ceiling = _ceiling(per_seed)
+    ceiling = seed_agreement(per_seed)
     rng = np.random.default_rng(seed)
     boot = {name: [] for name in [*METRIC_FUNCS, "noise_ceiling", "tau_over_ceiling"]}
     for _ in range(int(n_boot)):
         i = rng.integers(0, n, n)
         for name, fn in METRIC_FUNCS.items():
             boot[name].append(_safe(fn, t[i], p[i]))
-        c = _ceiling(per_seed[i])
+        c = seed_agreement(per_seed[i])
         boot["noise_ceiling"].append(c)
         boot["tau_over_ceiling"].append(boot["kendall_tau"][-1] / c if c > 0 else math.nan)
     lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2

@@ -138,7 +138,11 @@ def read_arch_file(space: SearchSpace, path: str | os.PathLike) -> list[Arch]:
     path = Path(path)
     if not path.is_file():
         raise NasrankError(f"architecture file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise NasrankError(f"architecture file {str(path)!r} is not UTF-8 text (byte "
+                           f"{err.start}); expected one architecture string a line") from None
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if lines and ("," in lines[0]) and any(c in next(csv.reader([lines[0]])) for c in
@@ -523,12 +527,12 @@ def _run_jobs(recipe: Recipe, space: SearchSpace, keys: list[str], seeds: list[i
         todo = todo[:max(0, int(max_jobs))]
     if todo and data is None:
         data = load_recipe_data(recipe, data_root)
-    total = len(job_list(len(keys), seeds, shard))
+    mine = job_list(len(keys), seeds, shard)
     if progress is None:
         progress = sys.stderr.isatty()
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=total - len(todo) if max_jobs is None else len(done),
+    bar = tqdm(total=len(mine), initial=sum(1 for j in mine if j in done),
                desc=f"groundtruth {path.name}", disable=not progress, unit="train")
     build = recipe.build_kwargs()
     for idx, seed in todo:
@@ -603,15 +607,21 @@ def noise_ceiling(truth: GroundTruth, metric: str = "valid_acc") -> float:
     """Kendall tau between the training seeds' values over the archs that have every seed (the
     mean over seed pairs with more than two seeds): the best tau any cheap score can expect
     against this table."""
+    m = truth.matrix(metric)
+    return seed_agreement(m[np.isfinite(m).all(axis=1)])
+
+
+def seed_agreement(per_seed: np.ndarray) -> float:
+    """Mean Kendall tau over the pairs of columns of an ``(archs, seeds)`` array (NaN with
+    fewer than 2 seeds or 2 archs)."""
     from nasrank.predictor.metrics import kendall_tau
 
-    m = truth.matrix(metric)
-    m = m[np.isfinite(m).all(axis=1)]
-    if m.shape[1] < 2 or m.shape[0] < 2:
+    per_seed = np.asarray(per_seed, dtype=np.float64)
+    if per_seed.ndim != 2 or per_seed.shape[1] < 2 or per_seed.shape[0] < 2:
         return math.nan
-    taus = [kendall_tau(m[:, a], m[:, b]) for a in range(m.shape[1])
-            for b in range(a + 1, m.shape[1])]
-    return float(np.mean(taus))
+    s = per_seed.shape[1]
+    return float(np.mean([kendall_tau(per_seed[:, a], per_seed[:, b])
+                          for a in range(s) for b in range(a + 1, s)]))
 
 
 def build_groundtruth(
