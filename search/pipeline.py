@@ -281,7 +281,9 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
 
 
 def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
-    """``nasrank weak-labels``: evaluate archs with the supernet trained in ``out``."""
+    """``nasrank weak-labels``: evaluate archs with the supernet trained in ``out``, on its own
+    dataset (``out/weak_labels.csv``) or on ``--dataset`` (``out/weak_labels-<dataset>.csv``
+    when it differs, so that the tables of two datasets never mix on resume)."""
     from nasrank.spaces.registry import SPACES
     from nasrank.supernet.registry import SUPERNETS
 
@@ -289,14 +291,17 @@ def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
     s = _read_json(outp / "supernet" / SUPERNET_SETTINGS, "supernet settings")
     space_cfg, sn_cfg = SPACES.from_dict(s["space"]), SUPERNETS.from_dict(s["supernet"])
     train_seeds = stages.Seeds(s["seed"])
-    data = stages.load_data(cfg.dataset or s["dataset"],
+    dataset = cfg.dataset or s["dataset"]
+    data = stages.load_data(dataset,
                             cfg.data_root if cfg.data_root is not None else s["data_root"],
                             seed=train_seeds.int("data"), image_size=s["image_size"])
     space = space_cfg.build()
     sn = stages.load_supernet_stage(space, sn_cfg, data, outp / "supernet", train_seeds)
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
     weak = stages.weak_label_stage(_WeakPlan(cfg.num_archs, tuple(cfg.proxies)), space, data, sn,
-                                   ctx, shard=stages.parse_shard(cfg.shard))
+                                   ctx, shard=stages.parse_shard(cfg.shard),
+                                   stem=("weak_labels" if dataset == s["dataset"]
+                                         else f"weak_labels-{dataset}"))
     console.say(f"{len(weak.table)} rows in {weak.path} (columns {', '.join(weak.table.names)})")
 
 

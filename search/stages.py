@@ -187,11 +187,13 @@ class WeakLabelResult:
 
 def weak_label_stage(cfg: Any, space: Any, data: Any, supernet: SupernetResult | None,
                      ctx: StageContext, *, shard: tuple[int, int] = (0, 1),
-                     net_kwargs: dict[str, Any] | None = None) -> WeakLabelResult:
+                     net_kwargs: dict[str, Any] | None = None,
+                     stem: str = "weak_labels") -> WeakLabelResult:
     """Weak labels of ``cfg.num_archs`` distinct random architectures: supernet accuracy/loss
     plus cost when there is a supernet, zero-cost proxies ``cfg.proxies`` (and cost) without.
     ``cfg`` has ``num_archs`` and ``proxies``. Rows (and ``archs``) are the canonical
-    representatives of the keys."""
+    representatives of the keys. The table is ``out/<stem>.csv`` (``<stem>-<i>of<n>.csv`` for a
+    shard)."""
     from nasrank.spaces import sample_unique
     from nasrank.supernet.scoring import canonical_arch
 
@@ -201,8 +203,8 @@ def weak_label_stage(cfg: Any, space: Any, data: Any, supernet: SupernetResult |
         a = canonical_arch(space, a)
         by_key.setdefault(space.key(a), a)
     # each shard its own file: shard jobs run side by side (one lock per shard, nasrank.locking)
-    path = ctx.out / ("weak_labels.csv" if tuple(shard) == (0, 1)
-                      else f"weak_labels-{shard[0]}of{shard[1]}.csv")
+    path = ctx.out / (f"{stem}.csv" if tuple(shard) == (0, 1)
+                      else f"{stem}-{shard[0]}of{shard[1]}.csv")
     if supernet is None:
         table = proxy_stage(space, archs, data, list(cfg.proxies), path, ctx,
                             batch_size=PROXY_BATCH, shard=shard,

@@ -29,11 +29,11 @@ def runs(tmp_path_factory):
     assert main(["--quiet", "proxies", "--out", str(zc), "--num-archs", "6",
                  "--image-size", "8", "--proxies", PROXIES, *NET, *common]) == 0
     return (LabelTable.read_csv(sn / "weak_labels.csv", space="nb201"),
-            LabelTable.read_csv(zc / "proxies.csv", space="nb201"))
+            LabelTable.read_csv(zc / "proxies.csv", space="nb201"), sn)
 
 
 def test_same_keys_and_identical_zc_values(runs):
-    weak, zc = runs
+    weak, zc, _ = runs
     assert sorted(weak.keys) == sorted(zc.keys) and len(zc) == 6
     names = [f"zc_{p}" for p in PROXIES.split(",")]
     assert [n for n in weak.names if n.startswith("zc_")] == names == zc.names
@@ -44,7 +44,7 @@ def test_same_keys_and_identical_zc_values(runs):
 
 
 def test_rows_describe_the_canonical_representative(runs):
-    weak, zc = runs
+    weak, zc, _ = runs
     space = NB201Space()
     for table in (weak, zc):
         assert table.arch_texts is not None
@@ -131,3 +131,33 @@ def test_greedy_queries_by_the_arch_column_on_nb101(nb101_table):
                           column="zc_params")
     top2 = [table.keys[i] for i in np.argsort(-table.column("zc_params"), kind="stable")[:2]]
     assert sorted(k for k, _, _ in res.queries) == sorted(top2)
+
+
+# ----------------------------------------------------------------------------- --dataset
+def _write_idx(path, array):
+    import gzip
+    import struct
+
+    array = np.asarray(array, dtype=np.uint8)
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.tobytes())
+
+
+def test_weak_labels_dataset_is_used(runs, tmp_path):
+    """A Fashion-MNIST stand-in whose images are all one picture of class 7: every validation
+    image gets the same prediction, so each weak accuracy is exactly 0 or 1."""
+    weak, _, sn = runs
+    picture = np.add.outer(np.arange(28), np.arange(28)) * 4  # a gradient, 0..216
+    for split, n in (("train", 100), ("t10k", 20)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", np.repeat(picture[None], n, 0))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.full(n, 7))
+    before = (sn / "weak_labels.csv").read_bytes()
+    assert main(["--quiet", "weak-labels", "--out", str(sn), "--num-archs", "6", "--dataset",
+                 "fashion-mnist", "--data-root", str(tmp_path), "--seed", "3",
+                 "--device", "cpu"]) == 0
+    other = LabelTable.read_csv(sn / "weak_labels-fashion-mnist.csv", space="nb201")
+    assert (sn / "weak_labels.csv").read_bytes() == before  # the digits table is untouched
+    assert sorted(other.keys) == sorted(weak.keys)
+    assert set(other.column("ws_acc")) <= {0.0, 1.0}
+    assert not set(weak.column("ws_acc")) <= {0.0, 1.0}  # digits: a real mix of right/wrong

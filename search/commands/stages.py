@@ -81,7 +81,8 @@ class WeakLabelsCommand(Command):
     num_archs: int = option(300, "architectures to label", low=1)
     proxies: tuple[str, ...] = option((), "comma-separated zero-cost proxies to add")
     shard: str = option("0/1", "i/n: this process's share of the architectures")
-    dataset: str | None = option(None, "dataset (default: the supernet's)")
+    dataset: str | None = option(None, "dataset to evaluate on (default: the supernet's; "
+                                 "another one writes weak_labels-<dataset>.csv)")
     data_root: str | None = option(None, DATA_ROOT + " (default: the supernet's)")
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
