@@ -13,9 +13,11 @@ teacher's score (the RD-NAS teacher alone) on the same archs.
 
 Runs (``--runs``; the catalog depends on the table's space, ``--list`` prints it):
 
-* both spaces: ``spos``, ``fairnas`` (fair, default n), ``running_teacher``, ``fixed_teacher``
-  (warm-up = a quarter of the epochs), ``rdnas``, ``proxy:<teacher proxy>``;
-* CVPR 2021 channel space (NCS's ablations, other factors at the paper's best):
+* both spaces: ``spos``, ``fairnas`` (fair, default n; both with the supernet's default
+  sharing, as the baselines), ``running_teacher``, ``fixed_teacher`` (warm-up = a quarter of
+  the epochs), ``rdnas``, ``proxy:<teacher proxy>``;
+* CVPR 2021 channel space (NCS's ablations, other factors at the paper's best sharing):
+  ``spos_ncs_sharing``,
   ``share_<layer>_<scheme>`` (conv/bn/fc x full/front/end/independent), ``uniform_n<k>`` and
   ``fair_n<k>`` (k in 1, 4, 9, 18), ``fair_n18_diffbatch`` (each arch on its own batch),
   ``naive_n18`` / ``fixed_n18`` / ``running_n18`` and ``ncs_best``.
@@ -72,8 +74,10 @@ def catalog(space: str, teacher: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
     if space == "cvpr2021":
         best = dict(BEST_SHARING)
-        for run in runs.values():
-            run["supernet_opts"] = best
+        for name, run in runs.items():  # SPOS/FairNAS keep the baselines' default sharing
+            if name not in ("spos", "fairnas"):
+                run["supernet_opts"] = best
+        runs["spos_ncs_sharing"] = _run("uniform", supernet_opts=best)
         for layer in ("conv", "bn", "fc"):
             for scheme in ("full", "front", "end", "independent"):
                 runs[f"share_{layer}_{scheme}"] = _run(
