@@ -37,17 +37,21 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
+from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -113,6 +117,7 @@ class PredictorSampler(BaseSampler):
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial
                                     ) -> dict[str, BaseDistribution]:
+        _single_objective(study)
         return dict(self._dists)
 
     def sample_relative(self, study: Study, trial: FrozenTrial,
@@ -144,6 +149,7 @@ class PredictorSampler(BaseSampler):
             self._pool_keys = [self.space.key(a) for a in self._pool]
 
     def _propose(self, study: Study, trial: FrozenTrial) -> Arch:
+        _single_objective(study)
         all_trials = study.get_trials(deepcopy=False)
         tried = set()
         for t in all_trials:
@@ -183,10 +189,27 @@ class PredictorSampler(BaseSampler):
         return self._pool[best]
 
 
+def _single_objective(study: Study) -> None:
+    if len(study.directions) != 1:
+        raise NasrankError(
+            f"PredictorSampler ranks architectures by one objective, but study "
+            f"{study.study_name!r} has {len(study.directions)} "
+            f"({', '.join(d.name.lower() for d in study.directions)}); multi-objective search is "
+            "not supported yet: use one objective, or an Optuna multi-objective sampler "
+            "(NSGAIISampler) without the predictor")
+
+
 # ----------------------------------------------------------------------------- claims
+def claim_id(study_name: str, key: str) -> str:
+    """The claims table's key: sha256 hex of ``[study name, canonical arch key]``. Fixed length
+    (64 characters) so that the primary key fits every engine's index limit (MySQL/MariaDB
+    refuse a VARCHAR(512) + VARCHAR(1024) key: 3072 bytes at most)."""
+    return hashlib.sha256(json.dumps([study_name, key]).encode("utf-8")).hexdigest()
+
+
 class ClaimTable:
-    """A storage-level guard: table ``nasrank_claims`` with primary key (study, arch key), in
-    the same database as the Optuna study.
+    """A storage-level guard: table ``nasrank_arch_claims`` (primary key
+    :func:`claim_id` of (study, arch key)) in the same database as the Optuna study.
 
     Why it is race-free: a worker evaluates an arch only after its ``INSERT`` of the claim
     succeeded. The database checks the primary key atomically inside the insert (SQLite holds
@@ -205,9 +228,10 @@ class ClaimTable:
         self.engine = sa.create_engine(url, **kwargs)
         meta = sa.MetaData()
         self.table = sa.Table(
-            "nasrank_claims", meta,
-            sa.Column("study_name", sa.String(512), primary_key=True),
-            sa.Column("arch_key", sa.String(1024), primary_key=True),
+            "nasrank_arch_claims", meta,
+            sa.Column("claim_id", sa.CHAR(64), primary_key=True),
+            sa.Column("study_name", sa.String(512), nullable=False),
+            sa.Column("arch_key", sa.Text, nullable=False),
             sa.Column("worker", sa.String(256), nullable=False),
             sa.Column("trial_number", sa.Integer, nullable=False),
         )
@@ -218,8 +242,8 @@ class ClaimTable:
         try:
             with self.engine.begin() as conn:
                 conn.execute(self.table.insert().values(
-                    study_name=study_name, arch_key=key, worker=worker,
-                    trial_number=trial_number))
+                    claim_id=claim_id(study_name, key), study_name=study_name, arch_key=key,
+                    worker=worker, trial_number=trial_number))
             return True
         except self._sa.exc.IntegrityError:
             return False
@@ -232,7 +256,7 @@ class ClaimTable:
         t = self.table
         with self.engine.begin() as conn:
             n = conn.execute(t.update().where(
-                (t.c.study_name == study_name) & (t.c.arch_key == key)
+                (t.c.claim_id == claim_id(study_name, key))
                 & (t.c.trial_number == from_trial)).values(
                     worker=worker, trial_number=trial_number)).rowcount
         return n == 1
@@ -241,10 +265,11 @@ class ClaimTable:
         t = self.table
         with self.engine.connect() as conn:
             row = conn.execute(self._sa.select(t.c.worker, t.c.trial_number).where(
-                (t.c.study_name == study_name) & (t.c.arch_key == key))).first()
+                t.c.claim_id == claim_id(study_name, key))).first()
         return None if row is None else (row[0], int(row[1]))
 
     def claims(self, study_name: str) -> list[tuple[str, str, int]]:
+        """``(arch key, worker, trial number)`` of every claim in the study."""
         t = self.table
         with self.engine.connect() as conn:
             rows = conn.execute(self._sa.select(t.c.arch_key, t.c.worker, t.c.trial_number)
@@ -253,6 +278,77 @@ class ClaimTable:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class FileClaimTable:
+    """The claims of a JournalStorage study (no database): a JSON-lines file next to the
+    journal, every read-modify-write under Optuna's own journal file lock
+    (:class:`~optuna.storages.journal.JournalFileOpenLock`, safe on NFS). Same methods and
+    guarantees as :class:`ClaimTable`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from optuna.storages.journal import JournalFileOpenLock
+
+        self.path = Path(path)
+        self.path.touch(exist_ok=True)
+        self._lock = JournalFileOpenLock(str(self.path))
+
+    def _rows(self) -> dict[str, list]:
+        rows = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                cid, study, key, worker, number = json.loads(line)
+                rows[cid] = [study, key, worker, int(number)]  # later lines win
+        return rows
+
+    def _append(self, study: str, key: str, worker: str, number: int) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps([claim_id(study, key), study, key, worker, number]) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _locked(self, fn: Callable[[], bool]) -> bool:
+        while not self._lock.acquire():
+            time.sleep(0.01)
+        try:
+            return fn()
+        finally:
+            self._lock.release()
+
+    def claim(self, study_name: str, key: str, worker: str, trial_number: int) -> bool:
+        def go() -> bool:
+            if claim_id(study_name, key) in self._rows():
+                return False
+            self._append(study_name, key, worker, trial_number)
+            return True
+        return self._locked(go)
+
+    def take_over(self, study_name: str, key: str, from_trial: int, worker: str,
+                  trial_number: int) -> bool:
+        def go() -> bool:
+            row = self._rows().get(claim_id(study_name, key))
+            if row is None or row[3] != from_trial:
+                return False
+            self._append(study_name, key, worker, trial_number)
+            return True
+        return self._locked(go)
+
+    def owner(self, study_name: str, key: str) -> tuple[str, int] | None:
+        row = self._rows().get(claim_id(study_name, key))
+        return None if row is None else (row[2], row[3])
+
+    def claims(self, study_name: str) -> list[tuple[str, str, int]]:
+        return [(r[1], r[2], r[3]) for r in self._rows().values() if r[0] == study_name]
+
+    def dispose(self) -> None:
+        pass
+
+
+def worker_seed(seed: int, worker: str) -> int:
+    """The sampler seed of one worker: its own stream of ``SeedSequence`` entropy ``(seed,
+    crc32(worker))``, so workers started with one ``seed`` do not propose the same archs."""
+    state = np.random.SeedSequence([check_seed(seed), zlib.crc32(worker.encode("utf-8"))])
+    return int(state.generate_state(1)[0] % 2**31)
 
 
 #: seconds between two heartbeats of a running trial, and how old a heartbeat may grow before
@@ -273,11 +369,21 @@ def _enqueue_retry(study: Study, trial: FrozenTrial) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
-def _storage(storage: str, *, heartbeat_interval: int, grace_period: int
-             ) -> optuna.storages.RDBStorage:
+JOURNAL_PREFIX = "journal:///"
+
+
+def _storage(storage: str, *, heartbeat_interval: int, grace_period: int) -> BaseStorage:
+    if isinstance(storage, str) and storage.startswith(JOURNAL_PREFIX) \
+            and len(storage) > len(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = storage[len(JOURNAL_PREFIX):]
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     if not isinstance(storage, str) or "://" not in storage:
         raise NasrankError(
-            f"storage must be an RDB URL such as 'sqlite:///study.db', got {storage!r}")
+            f"storage must be an RDB URL (sqlite:///study.db, postgresql://user@host/db, "
+            f"mysql+pymysql://user@host/db) or {JOURNAL_PREFIX}PATH, got {storage!r}")
     kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -286,8 +392,14 @@ def _storage(storage: str, *, heartbeat_interval: int, grace_period: int
             grace_period=grace_period, heartbeat_stale_trial_callback=_retry_stale_trial)
 
 
+def _claims(storage: str) -> ClaimTable | FileClaimTable:
+    if storage.startswith(JOURNAL_PREFIX):
+        return FileClaimTable(storage[len(JOURNAL_PREFIX):] + ".claims")
+    return ClaimTable(storage)
+
+
 def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_interval: int,
-          grace_period: int) -> tuple[Study, ClaimTable]:
+          grace_period: int) -> tuple[Study, ClaimTable | FileClaimTable]:
     """Open (create on first use) the study and the claims table. Workers starting together on
     a new database race on creating the schema: the loser's ``CREATE TABLE`` / first insert
     fails with ``IntegrityError`` (or ``OperationalError`` on a locked SQLite file) although the
@@ -298,7 +410,7 @@ def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_inte
         try:
             rdb = _storage(storage, heartbeat_interval=heartbeat_interval,
                            grace_period=grace_period)
-            claims = ClaimTable(storage)
+            claims = _claims(storage)
             study = optuna.create_study(storage=rdb, sampler=sampler, study_name=study_name,
                                         direction="maximize", load_if_exists=True)
             return study, claims
@@ -319,9 +431,13 @@ def run_optuna_search(
 ) -> SearchResult:
     """Run one worker of a search as an Optuna study (see module docstring).
 
+    ``storage``: an RDB URL (``sqlite:///study.db``, ``postgresql://user@host/db``,
+    ``mysql+pymysql://user@host/db``) or ``journal:///PATH`` (Optuna's JournalStorage on a file;
+    it has no heartbeat, so a dead worker's trial is retried only when that worker restarts).
     ``budget`` is this worker's share: it queries at most ``budget`` unique archs (counting the
     ones it completed before an interruption). ``sampler`` defaults to
-    ``PredictorSampler(space, predictor_factory, seed=seed, ...)``. Proposals already claimed in
+    ``PredictorSampler(space, predictor_factory, seed=worker_seed(seed, worker), ...)``: each
+    worker draws its own stream. Proposals already claimed in
     the study are pruned (user attribute ``duplicate_of``) and the worker asks again; after
     ``max_duplicates`` duplicates in a row it stops with an error. A ``worker`` id must be used by
     one process at a time.
@@ -344,7 +460,7 @@ def run_optuna_search(
         raise NasrankError(f"grace_period {grace_period} s is shorter than heartbeat_interval "
                            f"{heartbeat_interval} s: live trials would be failed as dead")
     if sampler is None:
-        sampler = PredictorSampler(space, predictor_factory, seed=seed,
+        sampler = PredictorSampler(space, predictor_factory, seed=worker_seed(seed, worker),
                                    n_startup_trials=n_startup_trials, fit_every=fit_every,
                                    pool_size=pool_size, fit_kwargs=fit_kwargs)
     config = {"method": "optuna", "seed": seed, "study_name": study_name, "worker": worker,
@@ -403,7 +519,7 @@ def _requeue_own(study: Study, worker: str) -> None:
 class _Objective:
     """One trial: claim the proposed arch, evaluate it, record it in user attributes."""
 
-    def __init__(self, study_name: str, claims: ClaimTable, bo: BudgetedOracle,
+    def __init__(self, study_name: str, claims: ClaimTable | FileClaimTable, bo: BudgetedOracle,
                  space: SearchSpace, dists: Mapping[str, CategoricalDistribution], worker: str,
                  max_duplicates: int) -> None:
         self.study_name, self.claims, self.bo, self.space = study_name, claims, bo, space
@@ -470,5 +586,5 @@ def optuna_sampler_search(
     return bo.result(config)
 
 
-__all__ = ["PredictorSampler", "ClaimTable", "run_optuna_search", "optuna_sampler_search",
+__all__ = ["PredictorSampler", "ClaimTable", "FileClaimTable", "claim_id", "worker_seed", "run_optuna_search", "optuna_sampler_search",
            "space_distributions", "study_queries"]

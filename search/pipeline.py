@@ -450,8 +450,10 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     oracle = BenchmarkOracle(bench, metric=cfg.metric, report_metric=cfg.report, **kw)
     sp = oracle.space
     method = cfg.method
+    shared = cfg.method_inputs()  # one worker of a shared Optuna study (--storage)
     outp = Path(cfg.out or f"runs/search-{cfg.benchmark}-{method.name}-{cfg.metric}-"
-                          f"b{cfg.budget}-s{cfg.seed}")
+                          f"b{cfg.budget}-s{cfg.seed}"
+                          + (f"-w{shared['worker']}" if shared else ""))
     outp.mkdir(parents=True, exist_ok=True)
     record = outp / "record.jsonl"
     factory = None
@@ -459,7 +461,8 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
         # lr: fit's default, lower after pretraining
         factory = ranking_predictor_factory(sp, checkpoint=cfg.checkpoint, device=device,
                                             fit_kwargs={"epochs": cfg.fit_epochs})
-    search = method.build(space=sp, labels=_ArchTable(bench), predictor_factory=factory)
+    search = method.build(space=sp, labels=_ArchTable(bench), predictor_factory=factory,
+                          **shared)
     res = search(oracle=oracle, budget=cfg.budget, seed=cfg.seed, record=record)
     res.to_csv(outp / "queries.csv")
     (outp / "result.json").write_text(json.dumps(res.to_dict(), indent=2, default=str))

@@ -3,6 +3,7 @@ checked by brute force) and run_optuna_search (resume, two real processes on one
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -140,7 +141,7 @@ def test_two_processes_sharing_one_sqlite_study_never_query_the_same_arch(tmp_pa
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(script), w], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for w in ("w0", "w1")]
-    outs = [p.communicate(timeout=240) for p in procs]
+    outs = [p.communicate(timeout=900) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     queried = [out.strip().split(",") for out, _ in outs]
@@ -204,7 +205,7 @@ def test_sigkilled_workers_trials_are_retried_once_and_none_left_running(tmp_pat
         p.wait(timeout=60)
     killed_at = time.monotonic()
     w1b = start("w1", 2)
-    outs = {name: p.communicate(timeout=300) for name, p in (("w0", w0), ("w1", w1b))}
+    outs = {name: p.communicate(timeout=900) for name, p in (("w0", w0), ("w1", w1b))}
     for name, p in (("w0", w0), ("w1", w1b)):
         assert p.returncode == 0, outs[name][1]
     # a later worker's stale-trial check (heartbeat older than the 2 s grace) requeues w2's
@@ -234,3 +235,118 @@ def test_sigkilled_workers_trials_are_retried_once_and_none_left_running(tmp_pat
     owners = {k: w for k, w, _ in claims.claims("shared")}
     claims.dispose()
     assert owners == {k: w for _, w, k, _ in done}          # claims moved to the retries
+
+
+# ------------------------------------------------------------------ issue 19: distributed Optuna
+def test_claims_key_is_one_fixed_length_column_and_takes_long_keys(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    claims = ClaimTable(url)
+    pk = sa.inspect(claims.engine).get_pk_constraint("nasrank_arch_claims")
+    assert pk["constrained_columns"] == ["claim_id"]        # MySQL: 64 chars, not 512 + 1024
+    long_key = "x" * 5000
+    assert claims.claim("s", long_key, "w0", 0)
+    assert not claims.claim("s", long_key, "w1", 1)         # same (study, key): refused
+    assert claims.claim("other", long_key, "w1", 1)         # another study: its own claim
+    assert claims.owner("s", long_key) == ("w0", 0)
+    assert claims.take_over("s", long_key, 0, "w2", 5)      # a retry of trial 0 takes it
+    assert not claims.take_over("s", long_key, 0, "w3", 6)  # a second retry of 0 does not
+    assert claims.claims("s") == [(long_key, "w2", 5)]
+    claims.dispose()
+
+
+def test_workers_with_one_seed_draw_different_archs():
+    """Two workers started at once with the same seed each see an empty study: their random
+    startup proposals must differ (they used to be identical)."""
+    from nasrank.search.optuna_search import worker_seed
+    from nasrank.spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    seeds = {w: worker_seed(0, w) for w in ("0", "1", "2", "3")}
+    assert len(set(seeds.values())) == 4 and worker_seed(0, "1") == seeds["1"]
+
+    def first_keys(seed: int) -> list[str]:
+        sampler = PredictorSampler(space, None, seed=seed, n_startup_trials=1, pool_size=500)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        keys = []
+        for _ in range(4):
+            t = study.ask()
+            p = {n: t.suggest_categorical(n, o) for n, o in space.choices().items()}
+            keys.append(space.key(space.from_choices(p)))
+        return keys
+
+    proposals = [first_keys(s) for s in seeds.values()]
+    flat = [k for ks in proposals for k in ks]
+    assert len(set(flat)) == len(flat)                      # no arch proposed by two workers
+
+
+def test_multi_objective_study_refused_with_a_clear_message():
+    sampler = PredictorSampler(TINY, Perfect, seed=0, n_startup_trials=1)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def two(trial):
+        p = {n: trial.suggest_categorical(n, o) for n, o in TINY.choices().items()}
+        return TINY_VALUES[TINY.key(TINY.from_choices(p))], 1.0
+
+    with pytest.raises(NasrankError, match="multi-objective search is not supported"):
+        study.optimize(two, n_trials=1)
+
+
+def test_schema_race_on_open_is_retried(tmp_path, monkeypatch):
+    """Workers starting together on a new database: the loser of the schema creation gets an
+    IntegrityError from Optuna; the worker retries instead of dying (issue 17)."""
+    import sqlalchemy as sa
+
+    real, calls = optuna.create_study, []
+
+    def racy(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.IntegrityError("INSERT INTO version_info", {}, Exception("UNIQUE"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(optuna, "create_study", racy)
+    res = run_optuna_search(space=TINY, oracle=TableOracle(), budget=2, seed=0,
+                            storage=f"sqlite:///{tmp_path / 'r.db'}", study_name="s")
+    assert len(calls) == 2 and len(res.queries) == 2
+
+
+def test_journal_storage_two_workers_and_a_crash(tmp_path):
+    url = f"journal:///{tmp_path / 'study.log'}"
+    kw = dict(space=TINY, seed=0, storage=url, study_name="j")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_optuna_search(oracle=CrashAfter(TableOracle(), 1), budget=3, worker="a", **kw)
+    a = run_optuna_search(oracle=TableOracle(), budget=3, worker="a", **kw)
+    b = run_optuna_search(oracle=TableOracle(), budget=3, worker="b", **kw)
+    keys = [k for k, _, _ in a.queries + b.queries]
+    assert len(keys) == len(set(keys)) == 6
+    study = optuna.load_study(study_name="j", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
+    assert sorted(k for _, _, k, _ in study_queries(study)) == sorted(keys)
+    TS = optuna.trial.TrialState
+    assert not [t for t in study.trials if t.state in (TS.RUNNING, TS.WAITING)]
+
+
+def test_cli_search_workers_share_one_study(tmp_path, capsys):
+    from test_cli import NB201, _need_nb201, run_cli
+
+    _need_nb201()
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    common = ["search", "--benchmark", "nb201", "--data", str(NB201), "--method", "optuna",
+              "--method.n-startup-trials", "10", "--budget", "3", "--storage", url,
+              "--study-name", "cli"]
+    for w in ("0", "1"):
+        code, _, err = run_cli(capsys, *common, "--worker", w, "--out", str(tmp_path / w))
+        assert code == 0, err
+        assert len(json.loads((tmp_path / w / "result.json").read_text())["queries"]) == 3
+    study = optuna.load_study(study_name="cli", storage=url)  # optuna-dashboard can show it
+    done = study_queries(study)
+    assert sorted(w for _, w, _, _ in done) == ["0", "0", "0", "1", "1", "1"]
+    assert len({k for _, _, k, _ in done}) == 6
+    code, _, err = run_cli(capsys, "search", "--data", str(NB201), "--method", "re",
+                           "--storage", url, "--out", str(tmp_path / "x"))
+    assert code == 2 and "--storage needs --method optuna" in err
+    code, _, err = run_cli(capsys, "search", "--data", str(NB201), "--worker", "3",
+                           "--out", str(tmp_path / "y"))
+    assert code == 2 and "need --storage" in err

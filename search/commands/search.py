@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nasrank.errors import ConfigError
 from nasrank.registry import Config, component, option
 from nasrank.search.registry import COMMANDS
 
@@ -36,6 +37,33 @@ class SearchCommand(Command):
     out: str | None = option(None, "output folder (default: runs/search-<benchmark>-...)")
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:i")
+    storage: str | None = option(None, "Optuna storage shared by the workers of one study "
+                                 "(--method optuna): sqlite:///study.db, "
+                                 "postgresql://user:pw@host/db, mysql+pymysql://user:pw@host/db "
+                                 "or journal:///path/study.log; --budget is then this worker's "
+                                 "share")
+    study_name: str | None = option(None, "study in --storage (default: "
+                                    "search-<benchmark>-<metric>)")
+    worker: str = option("0", "this worker's id in the study (one process per id; a restarted "
+                         "worker resumes under its old id)")
+
+    def check(self) -> None:
+        super().check()
+        if self.storage is None:
+            if self.study_name is not None or self.worker != "0":
+                raise ConfigError("nasrank search: --study-name and --worker need --storage URL")
+        elif self.method.name != "optuna":
+            raise ConfigError(f"nasrank search: --storage needs --method optuna, got --method "
+                              f"{self.method.name}")
+        elif not self.worker:
+            raise ConfigError("nasrank search: --worker must not be empty")
+
+    def method_inputs(self) -> dict:
+        """The shared-study inputs handed to ``method.build`` (none without --storage)."""
+        if self.storage is None:
+            return {}
+        return {"storage": self.storage, "worker": self.worker,
+                "study_name": self.study_name or f"search-{self.benchmark}-{self.metric}"}
 
     def run(self, console: Console) -> dict:
         from nasrank.search import pipeline
