@@ -65,3 +65,34 @@ def open_append(path: str | os.PathLike, what: str = "file", *, binary: bool = F
     if binary:
         return os.fdopen(fd, "ab")
     return os.fdopen(fd, "a", encoding="utf-8", newline="")
+
+
+def unreadable_checkpoint(path: str | os.PathLike, err: BaseException, redo: str = "") -> str:
+    """One line saying why ``torch.load`` refused ``path`` (empty, truncated, foreign, or a
+    crafted file asking for a global) and, with ``redo``, what deleting it redoes.
+
+    Works on the exception alone (no torch import): torch's own messages run to several lines.
+    """
+    import re
+
+    path = os.fspath(path)
+    tail = f"; delete it to redo {redo} (the other outputs are kept)" if redo else ""
+    text = str(err)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return f"checkpoint {path!r} is empty (a write was interrupted or the disk was full){tail}"
+    if "Weights only load failed" in text:
+        m = re.search(r"GLOBAL ([\w.]+)", text)
+        if m:
+            return (f"refused to load checkpoint {path!r}: it asks to load {m.group(1)}, which a "
+                    f"nasrank checkpoint never holds (a crafted or foreign file?){tail}")
+        return (f"cannot read checkpoint {path!r}: not a PyTorch checkpoint (a foreign or "
+                f"damaged file){tail}")
+    first = text.splitlines()[0] if text.strip() else type(err).__name__
+    if isinstance(err, (EOFError, RuntimeError)):
+        return (f"cannot read checkpoint {path!r}: truncated or damaged "
+                f"({first.split('. ')[0]}){tail}")
+    return f"cannot read checkpoint {path!r}: {type(err).__name__}: {first}{tail}"

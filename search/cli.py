@@ -192,7 +192,10 @@ def _read_toml(path: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {path!r} does not exist")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path!r} is not UTF-8 text (byte {err.start}); "
+                          f"expected TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path!r} is not valid TOML: {err}") from None
 

@@ -75,6 +75,7 @@ class BenchmarkOracle:
         self._report = benchmark.table.column(self.report_metric)
         self.restricted = False
         labelled, total = benchmark.coverage(metric, self.report_metric)
+        self.distinct = labelled  # distinct archs a search can query (budgets above fail)
         if labelled == 0:
             raise LabelTableError(
                 f"benchmark {benchmark.name!r} has no architecture with finite {metric!r}"
@@ -189,6 +190,14 @@ class BudgetedOracle:
         self.oracle = oracle
         self.space = oracle.space
         self.budget = _check_budget(budget)
+        limit = getattr(oracle, "distinct", None)
+        if limit is None:
+            limit = getattr(self.space, "size", None)
+        if isinstance(limit, int) and budget > limit:
+            raise NasrankError(
+                f"budget {budget} exceeds the {limit:,} distinct architectures "
+                f"{self.space.name!r} can offer here; a search could never spend it (use a "
+                f"budget <= {limit:,})")
         self.queries: list[Query] = []
         self._memo: dict[str, Query] = {}
         self.record: RunRecord | None = None

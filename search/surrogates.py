@@ -178,10 +178,13 @@ def ranking_predictor_factory(
     accuracy), so that a first round can be chosen by the predictor before any real label."""
     from nasrank.predictor import RankingPredictor  # imported here: search works without the predictor
 
+    if checkpoint is not None:
+        # read once up front: a missing, foreign or crafted checkpoint is refused before the
+        # search starts (and writes its record), not at the first fit
+        names = RankingPredictor.load(checkpoint, space=space).label_names
     if prior_label is not None:
         if checkpoint is None:
             raise NasrankError(f"prior_label={prior_label!r} needs a pretrained checkpoint")
-        names = RankingPredictor.load(checkpoint, space=space).label_names
         if prior_label not in names:
             raise NasrankError(f"prior_label {prior_label!r} is not a label of checkpoint "
                                f"{os.fspath(checkpoint)!r}; its labels are {names}")

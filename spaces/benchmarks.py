@@ -68,13 +68,19 @@ class Benchmark:
         """``(labelled, total)``: distinct architectures (canonical keys) with every ``metrics``
         finite, and the distinct architectures of the space (``None`` when it cannot be
         enumerated). A search that may propose any arch of the space needs the two equal."""
+        cache = self.table.__dict__.setdefault("_coverage", {})  # tables are never mutated
+        if metrics not in cache:
+            cache[metrics] = self._coverage(metrics)
+        return cache[metrics]
+
+    def _coverage(self, metrics: tuple[str, ...]) -> tuple[int, int | None]:
         cols = [self.table.column(m) for m in metrics]
         ok = np.logical_and.reduce([np.isfinite(c) for c in cols])
         rows = np.flatnonzero(ok)
         size = self.space.size
-        if size is not None and rows.size >= size:
-            return int(size), int(size)
         labelled = {self.space.key(self.archs[self.table.keys[i]]) for i in rows}
+        if size is not None and rows.size >= size:  # every arch has a row: all are labelled
+            return len(labelled), len(labelled)
         if size is None:
             return len(labelled), None
         if size > ENUMERATE_LIMIT:  # too many to enumerate: far more archs than any table holds

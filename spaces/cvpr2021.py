@@ -339,7 +339,17 @@ def load_cvpr2021_csv(path: str | os.PathLike) -> Benchmark:
     keys: list[str] = []
     archs: dict[str, CVPR2021Arch] = {}
     rows: list[list[float]] = []
-    with open(file, newline="") as f:
+    try:  # decoded up front: a binary or non-UTF-8 file is a clear error, not a traceback
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise LabelTableError(
+            f"CVPR 2021 file {str(file)!r} is not UTF-8 text (byte {err.start}); expected a CSV"
+        ) from None
+    if "\x00" in text:
+        raise LabelTableError(f"CVPR 2021 file {str(file)!r} holds NUL bytes; expected a CSV")
+    import io
+
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         for col in ("arch", *CVPR2021_COLUMNS):

@@ -136,30 +136,9 @@ _REDONE = {"standalone": "the stand-alone training of this architecture",
 
 def _unreadable(path: Path, kind: str, err: BaseException) -> str:
     """One line: what is wrong with the checkpoint file and what deleting it redoes."""
-    redo = (f"; delete it to redo {_REDONE.get(kind, f'the {kind} stage')} (the other outputs "
-            f"are kept)")
-    text = str(err)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = None
-    if size == 0:
-        return (f"checkpoint {str(path)!r} is empty (a write was interrupted or the disk was "
-                f"full){redo}")
-    if "Weights only load failed" in text:
-        import re
+    from nasrank.safeio import unreadable_checkpoint
 
-        m = re.search(r"GLOBAL ([\w.]+)", text)
-        if m:
-            return (f"refused to load checkpoint {str(path)!r}: it asks to load {m.group(1)}, "
-                    f"which a nasrank checkpoint never holds (a crafted or foreign file?){redo}")
-        return (f"cannot read checkpoint {str(path)!r}: not a PyTorch checkpoint (a foreign or "
-                f"damaged file){redo}")
-    first = text.splitlines()[0] if text.strip() else type(err).__name__
-    if isinstance(err, (EOFError, RuntimeError)):
-        return (f"cannot read checkpoint {str(path)!r}: truncated or damaged "
-                f"({first.split('. ')[0]}){redo}")
-    return f"cannot read checkpoint {str(path)!r}: {type(err).__name__}: {first}{redo}"
+    return unreadable_checkpoint(path, err, _REDONE.get(kind, f"the {kind} stage"))
 
 
 def load_checked(path: str | os.PathLike, kind: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -251,10 +251,22 @@ def test_partial_benchmark_refused_up_front_or_searched_only_where_labelled(tmp_
     labelled = {bench.space.key(bench.archs[k]) for k in bench.labelled("gt_acc")}
     assert {k for k, _, _ in res.queries} == labelled
     assert res.best_value == max(bench.table.column("gt_acc")[:3])
-    with pytest.raises(NasrankError, match="3"):
-        random_search(space=oracle.space, oracle=oracle, budget=4, seed=0)
+    with pytest.raises(NasrankError, match="budget 4 exceeds the 3 distinct"):
+        random_search(space=oracle.space, oracle=oracle, budget=4, seed=0,
+                      record=tmp_path / "r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists()   # refused before anything was written
     rng = np.random.default_rng(0)
     for _ in range(20):  # the search operators never leave the labelled archs
         a = oracle.space.sample(rng)
         assert oracle.space.mutate(a, rng) in oracle.space
         assert oracle.space.crossover(a, oracle.space.sample(rng), rng) in oracle.space
+
+
+def test_budget_above_the_distinct_archs_fails_at_once(nb201_bench, tmp_path):
+    # NB201: 15,625 cells but 9,445 distinct functions (DESIGN.md, "Known facts")
+    oracle = BenchmarkOracle(nb201_bench, metric="cifar10_valid")
+    assert oracle.distinct == 9445
+    with pytest.raises(NasrankError, match="budget 9446 exceeds the 9,445 distinct"):
+        random_search(space=nb201_bench.space, oracle=oracle, budget=9446, seed=0,
+                      record=tmp_path / "r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists()
