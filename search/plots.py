@@ -1,6 +1,8 @@
 """PNG plots of a run: predicted vs true, best-so-far curves, weak-label correlations.
 
-matplotlib with the non-interactive Agg backend, so plots work on headless machines.
+Each plot is its own :class:`matplotlib.figure.Figure` drawn by an Agg canvas
+(``FigureCanvasAgg``): works on headless machines and leaves the process alone (pyplot's global
+backend, figure registry and rcParams are never touched).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float], dpi: int = 120):
+    """A fresh figure with its own Agg canvas (not registered with pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
 
 def scatter_predicted_vs_true(
@@ -27,10 +30,9 @@ def scatter_predicted_vs_true(
     xlabel: str = "predicted score", ylabel: str = "measured accuracy",
 ) -> None:
     """Scatter of predictor scores against true values; the true top-k are highlighted."""
-    plt = _pyplot()
     p, t = np.asarray(predicted, float), np.asarray(true, float)
     top = np.argsort(-t)[: min(top_k, len(t))]
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    fig, ax = _figure((5, 4))
     ax.scatter(p, t, s=14, alpha=0.6, label="architectures")
     ax.scatter(p[top], t[top], s=40, facecolors="none", edgecolors="red", label=f"true top-{len(top)}")
     if len(p) > 2:
@@ -40,7 +42,6 @@ def scatter_predicted_vs_true(
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def best_so_far_curves(
@@ -48,8 +49,7 @@ def best_so_far_curves(
     ylabel: str = "best accuracy so far", title: str = "search progress",
 ) -> None:
     """One line per method: best value found after each query."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    fig, ax = _figure((5, 4))
     for name, curve in curves.items():
         c = np.asarray(curve, float)
         ax.plot(np.arange(1, len(c) + 1), c, marker="o", ms=3, label=name)
@@ -58,7 +58,6 @@ def best_so_far_curves(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def correlation_heatmap(
@@ -67,7 +66,6 @@ def correlation_heatmap(
 ) -> np.ndarray:
     """Heatmap of pairwise Spearman correlations (rows with a non-finite value are skipped
     pairwise). Returns the matrix."""
-    plt = _pyplot()
     names = list(columns)
     data = [np.asarray(columns[n], float) for n in names]
     m = np.full((len(names), len(names)), np.nan)
@@ -76,7 +74,7 @@ def correlation_heatmap(
             ok = np.isfinite(data[i]) & np.isfinite(data[j])
             if ok.sum() > 2 and np.ptp(data[i][ok]) > 0 and np.ptp(data[j][ok]) > 0:
                 m[i, j] = spearmanr(data[i][ok], data[j][ok]).statistic
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(names), 0.8 + 0.6 * len(names)), dpi=120)
+    fig, ax = _figure((1.0 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
     im = ax.imshow(m, vmin=-1, vmax=1, cmap="coolwarm")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -88,5 +86,4 @@ def correlation_heatmap(
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return m

@@ -28,6 +28,7 @@ a single-process run only up to those batch statistics.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -84,6 +85,26 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return 0, 1
 
 
+def _owns_process_group(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Destroy, when ``fn`` returns or raises, the process group that ``fn`` initialised itself
+    (a torchrun launch without a group); a group the caller initialised is left alone. On
+    success the ranks meet at a barrier first, so none tears the group down under another."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        had_group = dist.is_available() and dist.is_initialized()
+        ok = False
+        try:
+            out = fn(*args, **kwargs)
+            ok = True
+            return out
+        finally:
+            if not had_group and dist.is_available() and dist.is_initialized():
+                if ok:
+                    dist.barrier()
+                dist.destroy_process_group()
+    return wrapper
+
+
 def _average_gradients(supernet: torch.nn.Module, world: int) -> None:
     """Average the accumulated gradients across ranks (one all-reduce of their concatenation).
     Parameters without a gradient (ops of no visited path) keep none: every rank ran the same
@@ -123,6 +144,7 @@ def load_supernet(supernet: Supernet, checkpoint: str | os.PathLike) -> dict[str
     return {k: state[k] for k in ("config", "epoch", "stats") if k in state}
 
 
+@_owns_process_group
 def train_supernet(
     supernet: Supernet, data: DatasetSplits, sampler: ArchSampler, *, epochs: int,
     batch_size: int, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
