@@ -85,8 +85,7 @@ class Benchmark:
             return len(labelled), None
         if size > ENUMERATE_LIMIT:  # too many to enumerate: far more archs than any table holds
             return len(labelled), int(size)
-        total = len({self.space.key(a) for a in self.space.enumerate()})
-        return len(labelled), total
+        return len(labelled), _distinct_archs(self.space)
 
     def labelled_space(self, *metrics: str) -> SubsetSpace:
         """The space restricted to the architectures with every ``metrics`` finite."""
@@ -97,6 +96,25 @@ class Benchmark:
             raise LabelTableError(
                 f"benchmark {self.name!r} has no architecture with finite {list(metrics)}")
         return SubsetSpace(self.space, archs)
+
+
+_DISTINCT: dict[tuple, int] = {}
+
+
+def _distinct_archs(space: SearchSpace) -> int:
+    """Distinct canonical keys of a finite space (NB201: 9,445 of 15,625 cells), computed once
+    per process and space structure."""
+    try:
+        sig = (type(space).__qualname__, space.name, space.size,
+               repr(sorted((k, repr(v)) for k, v in space.choices().items())))
+    except Exception:  # a space without choices(): no memo
+        sig = None
+    if sig is not None and sig in _DISTINCT:
+        return _DISTINCT[sig]
+    n = len({space.key(a) for a in space.enumerate()})
+    if sig is not None:
+        _DISTINCT[sig] = n
+    return n
 
 
 class SubsetSpace:
