@@ -16,6 +16,8 @@ from torch_geometric.nn.aggr import SortAggregation
 
 from nasrank.errors import NasrankError
 
+from .dense import dense_gcn_stack, dense_readout, dense_sort_pool
+
 
 def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype):
     """GCN normalisation (self loops, symmetric degree scaling) of the forward and the reversed
@@ -76,6 +78,12 @@ class DGCNNEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor, num_graphs: int,
     ) -> torch.Tensor:
+        """Sparse inputs (``x`` ``[num_nodes, F]``, ``edge_index``, ``batch``), or the dense
+        inputs of a :class:`~predictor.dense.DenseGraphBatch` in the same places (``x``
+        ``[B, N, F]``, ``adj`` ``[B, 2N, N]``, ``mask`` ``[B, N]``): same weights, same result."""
+        if x.dim() == 3:
+            h = dense_sort_pool(dense_gcn_stack(self.convs, x, edge_index), batch, self.k)
+            return dense_readout(self, h)
         outs = []
         h = x
         fwd, bwd = normalized_adjacency(edge_index, x.shape[0], x.dtype)

@@ -2,9 +2,15 @@
 
 Converting an architecture to a graph (``space.to_graph``) costs far more than running the
 network on it, and the same architectures are seen every epoch, so graphs are cached per
-canonical key. Batching concatenates the cached tensors directly: every cached graph has only
-``x`` and ``edge_index``, so this skips ``Batch.from_data_list``'s generic attribute handling
-(hand-written for speed; the result is the same x / edge_index / batch triple).
+canonical key. Two batch layouts, chosen once per cache:
+
+* sparse (any space): the cached ``x`` / ``edge_index`` are concatenated directly into the
+  x / edge_index / batch triple of a disjoint union (skipping ``Batch.from_data_list``'s generic
+  attribute handling);
+* dense (spaces with ``max_nodes <= DENSE_MAX_NODES``, the default there): each graph is padded
+  once, when first converted, into rows of preallocated tensors (features ``[N, F]``, incoming
+  edge counts ``[N, N]``, node count, hparams), so a batch is a few ``index_select`` calls and
+  one batched normalisation, with no per-graph Python work (see :mod:`predictor.dense`).
 """
 
 from __future__ import annotations
@@ -18,16 +24,22 @@ import torch
 from nasrank.spaces.base import SearchSpace
 from nasrank.errors import InvalidArchitectureError, NasrankError
 
+from .dense import DENSE_MAX_NODES, DenseGraphBatch, dense_batch, incoming_counts
+
 
 @dataclass
 class GraphBatch:
-    """A disjoint union of graphs: the inputs of :class:`~predictor.encoder.PredictorNet`."""
+    """A disjoint union of graphs: the sparse inputs of :class:`~predictor.encoder.PredictorNet`."""
 
     x: torch.Tensor
     edge_index: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
     hparams: torch.Tensor | None
+
+    def inputs(self) -> tuple:
+        """Positional arguments of ``PredictorNet.forward`` / ``forward_aux`` / ``features``."""
+        return self.x, self.edge_index, self.batch, self.num_graphs, self.hparams
 
     def to(self, device: torch.device) -> GraphBatch:
         nb = device.type == "cuda"
@@ -38,30 +50,96 @@ class GraphBatch:
         )
 
 
-class GraphCache:
-    """Per-key cache of ``(x, edge_index, hparams)`` for one space."""
+class _DenseStore:
+    """Growable padded rows (capacity doubles, so adding n graphs costs O(n) copies)."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, max_nodes: int, node_dim: int, hparam_dim: int) -> None:
+        self.max_nodes = n = max_nodes
+        self.size = 0
+        self.x = torch.zeros(16, n, node_dim)
+        self.counts = torch.zeros(16, n, n, dtype=torch.uint8)
+        self.num_nodes = torch.zeros(16, dtype=torch.long)
+        self.hparams = torch.zeros(16, hparam_dim)
+
+    def extend(self, graphs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> range:
+        """Append ``(x, edge_index, hparams)`` graphs (one ``to_dense_adj`` call for all);
+        returns their rows."""
+        m = len(graphs)
+        if m == 0:
+            return range(self.size, self.size)
+        cap = self.x.shape[0]
+        if self.size + m > cap:
+            new_cap = max(2 * cap, self.size + m)
+
+            def grow(t: torch.Tensor) -> torch.Tensor:
+                return torch.cat([t, t.new_zeros((new_cap - cap, *t.shape[1:]))])
+
+            self.x, self.counts = grow(self.x), grow(self.counts)
+            self.num_nodes, self.hparams = grow(self.num_nodes), grow(self.hparams)
+        sizes = torch.tensor([x.shape[0] for x, _, _ in graphs])
+        offsets = torch.cumsum(sizes, 0) - sizes
+        edges = torch.cat([ei + int(o) for (_, ei, _), o in zip(graphs, offsets)], dim=1)
+        batch = torch.repeat_interleave(torch.arange(m), sizes)
+        rows = range(self.size, self.size + m)
+        self.counts[self.size:self.size + m] = incoming_counts(edges, self.max_nodes, batch, m)
+        self.num_nodes[self.size:self.size + m] = sizes
+        for i, (x, _, hp) in zip(rows, graphs):
+            self.x[i, : x.shape[0]] = x
+            self.hparams[i] = hp
+        self.size += m
+        return rows
+
+
+class GraphCache:
+    """Per-key cache of ``(x, edge_index, hparams)`` for one space, plus the padded rows of
+    the dense layout when ``dense`` (default: ``space.max_nodes <= DENSE_MAX_NODES``)."""
+
+    def __init__(self, space: SearchSpace, *, dense: bool | None = None) -> None:
         self.space = space
         self._graphs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._key_of: dict[Any, str] = {}  # arch value or string -> canonical key (memo)
+        self._row: dict[str, int] = {}  # canonical key -> row of the dense store
+        self._store: _DenseStore | None = None
+        self.dense = space.max_nodes <= DENSE_MAX_NODES if dense is None else bool(dense)
+
+    @property
+    def dense(self) -> bool:
+        """Whether :meth:`batch` returns padded :class:`DenseGraphBatch` es."""
+        return self._dense
+
+    @dense.setter
+    def dense(self, value: bool) -> None:
+        if value and self._store is None:
+            self._store = _DenseStore(self.space.max_nodes, self.space.node_feature_dim,
+                                      self.space.hparam_dim)
+            self._add_rows(list(self._graphs))  # graphs converted before the switch
+        self._dense = bool(value)
 
     def as_arch(self, arch: Any) -> Any:
         return self.space.parse(arch) if isinstance(arch, str) else arch
 
     def keys(self, archs: Sequence[Any]) -> list[str]:
         """Canonical keys of ``archs`` (strings are parsed first); converts unseen ones."""
-        out = []
-        for arch in archs:
-            k = self._key_of.get(arch)
-            if k is None:
-                a = self.as_arch(arch)
-                k = self.space.key(a)
-                if k not in self._graphs:
-                    self._graphs[k] = self._convert(a, k)
-                self._key_of[arch] = k
-            out.append(k)
+        out, new = [], []
+        try:
+            for arch in archs:
+                k = self._key_of.get(arch)
+                if k is None:
+                    a = self.as_arch(arch)
+                    k = self.space.key(a)
+                    if k not in self._graphs:
+                        self._graphs[k] = self._convert(a, k)
+                        new.append(k)
+                    self._key_of[arch] = k
+                out.append(k)
+        finally:  # rows for every graph cached, even when a later arch is refused
+            if self._store is not None:
+                self._add_rows(new)
         return out
+
+    def _add_rows(self, keys: list[str]) -> None:
+        rows = self._store.extend([self._graphs[k] for k in keys])
+        self._row.update(zip(keys, rows))
 
     def _convert(self, arch: Any, key: str):
         g = self.space.to_graph(arch)
@@ -84,8 +162,13 @@ class GraphCache:
             )
         return x, g.edge_index.long(), hp
 
-    def batch(self, keys: Sequence[str]) -> GraphBatch:
-        """Collate the cached graphs of ``keys`` (all must have been seen by :meth:`keys`)."""
+    def batch(self, keys: Sequence[str]) -> GraphBatch | DenseGraphBatch:
+        """Collate the cached graphs of ``keys`` (all must have been seen by :meth:`keys`), in
+        the cache's layout."""
+        return self.dense_batch(keys) if self._dense else self.sparse_batch(keys)
+
+    def sparse_batch(self, keys: Sequence[str]) -> GraphBatch:
+        """The disjoint union of the graphs of ``keys`` (any space)."""
         xs, eis, sizes, hps = [], [], [], []
         offset = 0
         for k in keys:
@@ -98,3 +181,13 @@ class GraphCache:
         batch = torch.repeat_interleave(torch.arange(len(keys)), torch.tensor(sizes))
         hparams = torch.stack(hps) if self.space.hparam_dim > 0 else None
         return GraphBatch(torch.cat(xs), torch.cat(eis, dim=1), batch, len(keys), hparams)
+
+    def dense_batch(self, keys: Sequence[str]) -> DenseGraphBatch:
+        """The padded batch of the graphs of ``keys`` (needs ``dense``)."""
+        if self._store is None:
+            raise NasrankError("dense_batch needs a GraphCache built with dense=True")
+        rows = torch.tensor([self._row[k] for k in keys], dtype=torch.long)
+        s = self._store
+        hparams = s.hparams.index_select(0, rows) if self.space.hparam_dim > 0 else None
+        return dense_batch(s.x.index_select(0, rows), s.counts.index_select(0, rows),
+                           s.num_nodes.index_select(0, rows), hparams)
