@@ -96,14 +96,23 @@ class ZeroCostTeacher:
     def _ensure_pool(self) -> None:
         if self.pool_keys is not None:
             return
-        if self.table is not None:
-            keys, values = self._read_table()
-        else:
-            keys, values = self._compute_pool()
-        if dist.is_available() and dist.is_initialized():  # every rank: rank 0's teacher
-            box = [(keys, values)]
-            dist.broadcast_object_list(box, 0)
-            keys, values = box[0]
+        if self.table is not None:  # every rank reads the table (cheap; errors everywhere)
+            self._set_pool(*self._read_table())
+            return
+        if not (dist.is_available() and dist.is_initialized()):
+            self._set_pool(*self._compute_pool())
+            return
+        # distributed: rank 0 computes the pool once, every rank gets it (or rank 0's error)
+        box: list[Any] = [None]
+        if dist.get_rank() == 0:
+            try:
+                box = [("ok", *self._compute_pool())]
+            except NasrankError as err:
+                box = [("error", str(err), None)]
+        dist.broadcast_object_list(box, 0)
+        status, keys, values = box[0]
+        if status != "ok":
+            raise NasrankError(f"rank 0 could not compute the zero-cost teacher: {keys}")
         self._set_pool(keys, values)
 
     def _set_pool(self, keys: list[str], values: np.ndarray) -> None:
