@@ -451,7 +451,10 @@ class RankingPredictor:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for a corrupt or foreign file
-            raise NasrankError(f"{os.fspath(path)!r} is not a readable predictor checkpoint: {err}") from None
+            from nasrank.safeio import unreadable_checkpoint  # one line, not torch's six
+
+            raise NasrankError(unreadable_checkpoint(
+                path, err, "the stage that wrote it (pretrain or finetune)")) from None
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise NasrankError(f"{os.fspath(path)!r} is not a {CHECKPOINT_FORMAT} checkpoint")
         if space is None:

@@ -78,14 +78,17 @@ def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     from .surrogates import ranking_predictor_factory
 
     say = console.say
-    outp = prepare_out(cfg.out, {k: v for k, v in cfg.to_dict().items()
-                                 if k not in ("name", "out", "device")})
+    outp = Path(cfg.out)
+    _check_proxies(cfg.proxies)  # before any training
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
     space = cfg.space.build()
     net_kw = stages.network_kwargs(cfg.space, cfg.supernet)
     timings: dict[str, float] = {}
     data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
                             image_size=cfg.image_size)
+    # config.json is written once the inputs are known good: a refused run leaves nothing
+    prepare_out(outp, {k: v for k, v in cfg.to_dict().items()
+                       if k not in ("name", "out", "device")})
 
     t = time.perf_counter()
     sn = None
@@ -249,10 +252,35 @@ def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
 
 
 # ----------------------------------------------------------------------------- single stages
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def _check_proxies(names: Sequence[str]) -> None:
+    """Unknown zero-cost proxy names are refused before any work (not after the supernet)."""
+    if not names:
+        return
+    from nasrank.supernet.proxies import available_proxies
+
+    unknown = [p for p in names if p not in available_proxies()]
+    if unknown:
+        raise ConfigError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()}")
+
+
+def _read_json(path: Path, what: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON object written by an earlier stage; unreadable, not an object, or lacking a
+    ``required`` key: one error naming the file and the stage to rerun."""
     if not path.is_file():
         raise NasrankError(f"{what} {str(path)!r} does not exist; run the earlier stage first")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NasrankError(f"{what} {str(path)!r} is not valid JSON ({err}); rerun the stage "
+                           f"that wrote it, or restore the file") from None
+    if not isinstance(data, dict):
+        raise NasrankError(f"{what} {str(path)!r} holds a {type(data).__name__}, expected a "
+                           f"JSON object; rerun the stage that wrote it")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise NasrankError(f"{what} {str(path)!r} lacks {missing}; rerun the stage that wrote "
+                           f"it, or restore the file")
+    return data
 
 
 SUPERNET_SETTINGS = "settings.json"
@@ -264,14 +292,15 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
 
     outp = Path(cfg.out)
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "out", "device")}
-    folder = prepare_out(outp / "supernet", settings)
-    (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
     space = cfg.space.build()
     if cfg.supernet is None:
         raise ConfigError(f"no supernet serves space {space.name!r}")
     data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
                             image_size=cfg.image_size)
+    # written once the inputs are known good: a refused command leaves nothing behind
+    folder = prepare_out(outp / "supernet", settings)
+    (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
     console.say(f"supernet {cfg.supernet.name!r} ({_opts(cfg.supernet)}): {cfg.epochs} epochs, "
                 f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss")
     res = stages.train_supernet_stage(_SupernetPlan.of(cfg), space, data, ctx)
@@ -288,7 +317,9 @@ def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
     from nasrank.supernet.registry import SUPERNETS
 
     outp = Path(cfg.out)
-    s = _read_json(outp / "supernet" / SUPERNET_SETTINGS, "supernet settings")
+    _check_proxies(cfg.proxies)
+    s = _read_json(outp / "supernet" / SUPERNET_SETTINGS, "supernet settings",
+                   ("space", "supernet", "seed", "dataset", "data_root", "image_size"))
     space_cfg, sn_cfg = SPACES.from_dict(s["space"]), SUPERNETS.from_dict(s["supernet"])
     train_seeds = stages.Seeds(s["seed"])
     dataset = cfg.dataset or s["dataset"]
@@ -415,7 +446,12 @@ def predict_command(cfg: Any, console: Any, *, device: str) -> None:
         p = Path(cfg.archs)
         if not p.is_file():
             raise ConfigError(f"architecture file {cfg.archs!r} does not exist")
-        lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise NasrankError(f"architecture file {cfg.archs!r} is not UTF-8 text (byte "
+                               f"{err.start}); expected one architecture string a line") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if not lines:
             raise ConfigError(f"architecture file {cfg.archs!r} is empty")
         cand = [sp.parse(ln) for ln in lines]
