@@ -49,11 +49,16 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     cfg_file = path / "config.json"
     clean = json.loads(json.dumps(dict(settings), default=str))
-    if cfg_file.exists():
+    # an empty config.json is a write cut short (full disk) before any stage ran: rewritten
+    if cfg_file.exists() and cfg_file.read_bytes().strip():
         try:
-            old = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError:
-            raise OutputDirError(f"{str(cfg_file)!r} is not valid JSON; use another --out") from None
+            old = json.loads(cfg_file.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            raise OutputDirError(
+                f"{str(cfg_file)!r} is not a JSON object of settings (damaged?); delete it to "
+                f"reuse --out {str(path)!r} with this run's settings, or use another --out")
         diff = sorted(k for k in set(old) | set(clean) if old.get(k) != clean.get(k))
         if diff:
             k = diff[0]
@@ -61,7 +66,12 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
                 f"--out {str(path)!r} holds a run with {k}={old.get(k)!r}, this run has "
                 f"{k}={clean.get(k)!r}; use another --out (nothing was changed)")
     else:
-        cfg_file.write_text(json.dumps(clean, indent=2))
+        from nasrank.safeio import disk_full_guard
+
+        tmp = cfg_file.with_name(cfg_file.name + ".tmp")
+        with disk_full_guard(cfg_file):  # atomic: never an empty config.json again
+            tmp.write_text(json.dumps(clean, indent=2), encoding="utf-8")
+            os.replace(tmp, cfg_file)
     return path
 
 

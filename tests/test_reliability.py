@@ -288,3 +288,20 @@ def test_ntk_of_non_finite_weights_is_nan_with_a_note():
     x, y = torch.randn(6, 3, 8, 8, generator=g), torch.arange(6) % 5
     values, notes = score_with_notes(net, (x, y), ["ntk"])
     assert math.isnan(values["ntk"]) and "non-finite" in notes["ntk"]
+
+
+def test_empty_config_json_from_a_full_disk_does_not_lock_the_folder_out(tmp_path):
+    import json
+
+    from nasrank.search.pipeline import OutputDirError, prepare_out
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_bytes(b"")            # a write cut short by a full disk
+    prepare_out(out, {"seed": 1})
+    assert json.loads((out / "config.json").read_text()) == {"seed": 1}
+    prepare_out(out, {"seed": 1})                      # and the folder resumes as usual
+    (out / "config.json").write_bytes(b"\x00\xffgarbage")
+    with pytest.raises(OutputDirError, match="delete it to reuse"):
+        prepare_out(out, {"seed": 1})
+    assert (out / "config.json").read_bytes() == b"\x00\xffgarbage"
