@@ -129,14 +129,15 @@ def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
                     seed=ctx.seeds.int("trainings"), checkpoint_dir=outp / "trainings",
                     train_kwargs={"build_kwargs": net_kw})
     t = time.perf_counter()
-    say(f"[4/5] {cfg.method.name} search ({_opts(cfg.method)}): {cfg.budget} real trainings of "
+    method = stages.method_for_run(cfg.method, space, cfg.space)  # the space's CPU-sized pool
+    say(f"[4/5] {method.name} search ({_opts(method)}): {cfg.budget} real trainings of "
         f"{cfg.epochs} epochs")
     factory = ranking_predictor_factory(space, checkpoint=pre.checkpoint, device=device,
                                         # fit's lr default after pretraining
                                         fit_kwargs={"epochs": cfg.finetune_epochs,
                                                     "valid_fraction": 0.0})
     book = stages.ArchBook(outp / "trained_archs.jsonl", space)
-    search = cfg.method.build(space=space, labels=table, predictor_factory=factory)
+    search = method.build(space=space, labels=table, predictor_factory=factory)
     found = search(oracle=stages.BookedOracle(TrainingOracle(space, data, **train_kw), book),
                    budget=cfg.budget,
                    seed=ctx.seeds.int("search"), record=outp / "search.jsonl")

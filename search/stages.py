@@ -30,7 +30,7 @@ __all__ = [
     "Seeds", "StageContext", "SupernetResult", "WeakLabelResult", "PretrainResult",
     "supernet_for", "check_supernet_space", "network_kwargs", "parse_shard", "load_data",
     "proxy_batch", "train_supernet_stage", "load_supernet_stage", "weak_label_stage",
-    "proxy_stage", "pretrain_stage",
+    "proxy_stage", "pretrain_stage", "run_pool_size", "method_for_run",
 ]
 
 
@@ -115,6 +115,41 @@ def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
     from nasrank.supernet.scoring import parse_shard as parse
 
     return parse(text)
+
+
+#: ``nasrank run`` searches a finite space of at most this many cells whole (NB201: 15,625
+#: cells, 9,445 distinct functions) ...
+RUN_WHOLE_SPACE_MAX = 20_000
+#: ... and any other space through this many seeded random candidates: ranking a pool costs one
+#: predictor pass per candidate and round (on 2 CPU cores ~1-5 ms per arch: NB101's graph keys,
+#: the CVPR 2021 ResNet's 20-node graphs), and sampling NB101 cells costs ~2 ms each, so a
+#: method's own 100,000 would spend minutes per round on the CPU where 2,000 take seconds
+RUN_POOL_SAMPLES = 2_000
+
+
+def run_pool_size(space: Any, space_cfg: Any = None) -> int:
+    """The candidate pool of ``nasrank run``'s search on ``space``: the space config's own
+    ``run_pool_size`` (class attribute) when it declares one, else the whole space when it is
+    finite and small (:data:`RUN_WHOLE_SPACE_MAX`), else :data:`RUN_POOL_SAMPLES`."""
+    own = getattr(type(space_cfg), "run_pool_size", None)
+    if isinstance(own, int) and own >= 1:
+        return own
+    size = getattr(space, "size", None)
+    if size is not None and size <= RUN_WHOLE_SPACE_MAX:
+        return int(size)
+    return RUN_POOL_SAMPLES
+
+
+def method_for_run(method_cfg: Any, space: Any, space_cfg: Any = None) -> Any:
+    """``method_cfg`` with the run's pool: a ``pool_size`` field left at the method's own
+    default (sized for benchmark lookups, 100,000) becomes :func:`run_pool_size`; a value the
+    user gave (``--method.pool-size N``) is kept. Methods without a pool are returned as is."""
+    import dataclasses
+
+    field = {f.name: f for f in dataclasses.fields(method_cfg)}.get("pool_size")
+    if field is None or method_cfg.pool_size != field.default:
+        return method_cfg
+    return dataclasses.replace(method_cfg, pool_size=run_pool_size(space, space_cfg))
 
 
 # ----------------------------------------------------------------------------- stages

@@ -22,6 +22,11 @@ class RunCommand(Command):
     Any registered space (--space); its supernet is picked automatically (--supernet auto), and
     a space without one (nb101) is weak-labelled by zero-cost proxies and cost alone. Rerunning
     with the same --out resumes; other settings in that folder are refused.
+
+    The search ranks a candidate pool sized for the CPU unless --method.pool-size is given: the
+    whole space when it is finite with at most 20,000 cells (nb201), else 2,000 seeded random
+    architectures (cvpr2021, mbconv, nb101; a method's own default, 100,000, is meant for
+    benchmark lookups and would spend minutes per round on the CPU).
     """
 
     examples = ("  nasrank run                                  # NB201 on embedded digits, CPU\n"
