@@ -1,0 +1,169 @@
+"""Speed ratios of issue 16, side by side in one run (not a test: timings depend on the machine).
+
+(a) Predictor pretraining: one epoch over the 9,445 canonical NB201 cells (four 12-epoch
+    accuracies as weak labels) at batch 20 and 512, the old path (sparse message passing,
+    per-tensor Adam: what ``RankingPredictor`` did before the dense path) against the new one
+    (dense batched path, fused Adam). Targets: new batch-20 epoch >= 3x faster than the old
+    one, and <= 2x the new batch-512 epoch.
+(b) Weak labels: ``generate_weak_labels`` throughput (architectures/s) at the ``nasrank run``
+    default sizes (NB201 supernet C=8 N=1, 16x16 digits as 3 channels, 20% validation split,
+    batch 128, 8 BN batches) against its floor: the forward passes it must do anyway (the BN
+    recalibration batches + the evaluation batches of each architecture), timed on the same
+    architectures; without proxies and with the default proxies (synflow, nwot, jacob_cov).
+    Target: total <= 1.5x the floor. The supernet is left untrained: speed does not depend on
+    the weights' values.
+(c) The classic six zero-cost proxies against the SamsungLabs reference (``find_measures``):
+    not measured here; the reference code is not available offline.
+(d) ``nasrank run`` per-stage time shares: not measured by this script (see BENCHMARKS.md).
+
+Every figure is the best of ``--repeats`` runs (wall-clock and process CPU seconds), next to the
+1-minute load average, because the machine may be shared. Run under ``nice -n 10``:
+
+  nice -n 10 python benchmarks/bench_speed.py --data ../shared/data/nb201/nb201.csv
+  nice -n 10 python benchmarks/bench_speed.py --skip-weak --threads 1 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+LABELS = ("cifar10_valid_12ep", "cifar100_valid_12ep", "cifar10_test_12ep", "cifar100_test_12ep")
+
+
+def timed(fn: Callable[[], Any]) -> dict[str, float]:
+    load = os.getloadavg()[0]
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return {"wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c, "load1": load}
+
+
+def best(runs: list[dict[str, float]]) -> dict[str, float]:
+    i = int(np.argmin([r["wall_s"] for r in runs]))
+    return {"wall_s": runs[i]["wall_s"], "cpu_s": min(r["cpu_s"] for r in runs),
+            "load1": runs[i]["load1"]}
+
+
+# ----------------------------------------------------------------------------- (a) predictor
+def bench_pretrain(args: argparse.Namespace) -> dict[str, Any]:
+    import nasrank.predictor.model as model
+    from nasrank.predictor import RankingPredictor
+    from nasrank.spaces.benchmarks import canonical_subset, load_nb201
+
+    bench = canonical_subset(load_nb201(args.data))
+    archs = [bench.archs[k] for k in bench.table.keys]
+    labels = {n: bench.table.column(n) for n in LABELS}
+    fused_adam = model._adam
+
+    def plain_adam(params: Any, **kw: Any) -> torch.optim.Adam:
+        return torch.optim.Adam(params, **kw)  # the optimizer before the speed work
+
+    preds = {d: RankingPredictor(bench.space, seed=0, dense=d) for d in (False, True)}
+    for p in preds.values():
+        p.predict(archs)  # graph conversion outside the timed part
+    configs = [("old_b20", False, 20), ("new_b20", True, 20),
+               ("old_b512", False, 512), ("new_b512", True, 512)]
+    runs: dict[str, list[dict[str, float]]] = {c[0]: [] for c in configs}
+    try:
+        for _ in range(args.repeats):  # interleaved, so that a load change hits every config
+            for name, dense, bs in configs:
+                model._adam = fused_adam if dense else plain_adam
+                runs[name].append(timed(lambda d=dense, b=bs: preds[d].pretrain(
+                    archs, labels, epochs=1, batch_size=b)))
+    finally:
+        model._adam = fused_adam
+    res: dict[str, Any] = {"archs": len(archs), **{n: best(r) for n, r in runs.items()}}
+    for unit in ("wall_s", "cpu_s"):
+        res[f"ratio_old_b20_over_new_b20_{unit}"] = res["old_b20"][unit] / res["new_b20"][unit]
+        res[f"ratio_new_b20_over_new_b512_{unit}"] = res["new_b20"][unit] / res["new_b512"][unit]
+        res[f"ratio_new_b20_over_old_b512_{unit}"] = res["new_b20"][unit] / res["old_b512"][unit]
+    return res
+
+
+# ----------------------------------------------------------------------------- (b) weak labels
+def bench_weak_labels(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from nasrank.spaces.base import sample_unique
+    from nasrank.spaces.nb201 import NB201Space
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.nb201_supernet import NB201SupernetConfig
+    from nasrank.supernet.train import evaluate
+    from nasrank.supernet.weak_labels import generate_weak_labels, recalibrate_bn
+
+    data = load_dataset("digits", seed=0, image_size=16, channels=3, valid_fraction=0.2)
+    sn = NB201SupernetConfig(channels=8, cells=1).build(
+        NB201Space(), num_classes=data.num_classes, in_channels=3, seed=0)
+    archs = sample_unique(sn.space, args.weak_archs, np.random.default_rng(0))
+    bs, bn_batches = 128, 8
+
+    def floor() -> None:
+        for a in archs:
+            recalibrate_bn(sn, a, data, batches=bn_batches, batch_size=bs, seed=0)
+            sn.eval()
+            evaluate(lambda x, a=a: sn(x, a), data.valid, batch_size=bs, device="cpu")
+
+    def weak(proxies: list[str] | None) -> Callable[[], None]:
+        def run() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                generate_weak_labels(sn, archs, data, os.path.join(tmp, "w.csv"),
+                                     bn_batches=bn_batches, batch_size=bs, seed=0,
+                                     proxies=proxies, progress=False)
+        return run
+
+    runs: dict[str, list[dict[str, float]]] = {"floor": [], "weak_no_proxies": [],
+                                               "weak_3_proxies": []}
+    for _ in range(args.repeats):
+        runs["floor"].append(timed(floor))
+        runs["weak_no_proxies"].append(timed(weak(None)))
+        runs["weak_3_proxies"].append(timed(weak(["synflow", "nwot", "jacob_cov"])))
+    res: dict[str, Any] = {"archs": len(archs), **{n: best(r) for n, r in runs.items()}}
+    for n in runs:
+        res[n]["archs_per_s"] = len(archs) / res[n]["wall_s"]
+    for n in ("weak_no_proxies", "weak_3_proxies"):
+        res[f"ratio_{n}_over_floor_wall"] = res[n]["wall_s"] / res["floor"]["wall_s"]
+        res[f"ratio_{n}_over_floor_cpu"] = res[n]["cpu_s"] / res["floor"]["cpu_s"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/nb201/nb201.csv", help="nb201.csv or its folder")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per figure; the best is reported")
+    ap.add_argument("--weak-archs", type=int, default=300, help="architectures for (b) (`nasrank run`: 300)")
+    ap.add_argument("--skip-pretrain", action="store_true")
+    ap.add_argument("--skip-weak", action="store_true")
+    ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "uptime_load_before": os.getloadavg(),
+    }
+    if not args.skip_pretrain:
+        res["a_pretrain_epoch_nb201"] = bench_pretrain(args)
+        print(json.dumps({"a_pretrain_epoch_nb201": res["a_pretrain_epoch_nb201"]}, indent=1), flush=True)
+    if not args.skip_weak:
+        res["b_weak_labels"] = bench_weak_labels(args)
+        print(json.dumps({"b_weak_labels": res["b_weak_labels"]}, indent=1), flush=True)
+    res["c_zero_cost_vs_reference"] = "not measured: SamsungLabs zero-cost-nas is not available offline"
+    res["d_run_stage_shares"] = "not measured by this script"
+    res["uptime_load_after"] = os.getloadavg()
+    print(json.dumps({k: v for k, v in res.items() if not k.startswith(("a_", "b_"))}, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
