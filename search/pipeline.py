@@ -382,6 +382,12 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
     outp = Path(cfg.out)
     outp.mkdir(parents=True, exist_ok=True)
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
+    from .provenance import check_or_record, pretrain_settings
+
+    cols = list(cfg.columns) or stages.usable_columns(table)
+    if cols:  # else the stage names the problem
+        check_or_record(outp, pretrain_settings(table, cols, space=space.name,
+                                                epochs=cfg.epochs, seed=cfg.seed))
     plan = _PretrainPlan(cfg.epochs)
     res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
     console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
