@@ -20,11 +20,37 @@ class SpacesCommand(Command):
     def run(self, console: Console) -> None:
         from nasrank.spaces.registry import SPACES
 
-        print(f"{'space':<10} {'architectures':>16}  {'graph nodes':>11}  description")
-        for name, doc in SPACES.describe().items():
+        rows = []
+        for name in SPACES.names():
             space = SPACES.make(name).build()
-            size = f"{space.size:,}" if space.size is not None else "unbounded"
-            print(f"{name:<10} {size:>16}  {space.max_nodes:>11}  {doc}")
+            size = space.size if space.size is not None else KNOWN_SIZES.get(name)
+            rows.append((name, format_size(size), str(space.max_nodes),
+                         summary(SPACES.get(name).__doc__)))
+        w = max(len("space"), *(len(r[0]) for r in rows))
+        print(f"{'space':<{w}}  {'architectures':>13}  {'nodes':>5}  description")
+        for name, size, nodes, doc in rows:
+            print(f"{name:<{w}}  {size:>13}  {nodes:>5}  {doc}")
+
+
+#: sizes of spaces that are not enumerated here; NAS-Bench-101: 423,624 unique cells after
+#: graph-isomorphism deduplication (Ying et al., ICML 2019, section 2.1)
+KNOWN_SIZES = {"nb101": 423_624}
+
+
+def format_size(size: int | None) -> str:
+    """Exact with thousands separators up to 1e9, else 3 significant digits (``1.15e18``)."""
+    if size is None:
+        return "unbounded"
+    if size < 10**9:
+        return f"{size:,}"
+    mant, exp = f"{size:.2e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line (a wrapped first sentence stays whole)."""
+    para = (doc or "").strip().split("\n\n")[0]
+    return " ".join(para.split())
 
 
 @COMMANDS.register("benchmark")

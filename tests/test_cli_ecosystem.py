@@ -1,0 +1,39 @@
+"""Issue 19, CLI behaviour: `nasrank spaces` output, provenance in written JSON, --config
+placement and --print-config, the evolution budget warning, extending a search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from nasrank.search.cli import main
+
+
+# ----------------------------------------------------------------------------- 1. spaces
+def test_spaces_table_fits_and_describes(capsys):
+    assert main(["spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 160 for line in lines[:1])
+    rows = {line.split()[0]: line for line in lines[1:]}
+    # the CVPR 2021 channel space has 2**60 configs: shown compactly, not 25 digits wide
+    assert "1.15e18" in rows["cvpr2021"] and "1,152,921" not in rows["cvpr2021"]
+    # NAS-Bench-101 has 423,624 unique cells (Ying et al. 2019)
+    assert rows["nb101"].split()[1] == "423,624"
+    assert "unbounded" not in "\n".join(lines)
+    assert "see module docstring" not in "\n".join(lines)
+    # every space has a description of a few words
+    for name, line in rows.items():
+        assert len(line.split(None, 3)[3].split()) >= 4, name
+    # columns aligned: the size column ends at the same place on every line
+    ends = {line.index(line.split()[1]) + len(line.split()[1]) for line in lines[1:]}
+    assert len(ends) == 1
+
+
+def test_spaces_into_closed_pipe_has_no_traceback():
+    code = ("import sys; from nasrank.search.cli import main; "
+            "sys.exit(main(['spaces']))")
+    proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("space")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
