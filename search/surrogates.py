@@ -44,6 +44,17 @@ def describe_factory(factory: SurrogateFactory | None) -> Any:
     return getattr(factory, "__qualname__", type(factory).__qualname__)
 
 
+def _file_identity(path: str | os.PathLike) -> str:
+    """``<file name>@sha256:<digest>``: the same for one file wherever it lies."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{os.path.basename(os.fspath(path))}@sha256:{h.hexdigest()}"
+
+
 def make_surrogate(factory: SurrogateFactory, seed: int) -> Surrogate:
     if not callable(factory):
         raise NasrankError(f"predictor_factory must be callable seed -> surrogate, got {factory!r}")
@@ -225,7 +236,9 @@ def ranking_predictor_factory(
         return _Adapter(seed)
 
     factory.config = {"surrogate": "ranking_predictor",  # type: ignore[attr-defined]
-                      "checkpoint": None if checkpoint is None else os.fspath(checkpoint),
+                      # by content, not path: a resume must not depend on how --out is
+                      # spelled or where the folder was moved
+                      "checkpoint": None if checkpoint is None else _file_identity(checkpoint),
                       "predictor_kwargs": {k: repr(v) for k, v in sorted(pred_kw.items())},
                       "fit_kwargs": {k: repr(v) for k, v in sorted(fit_kw.items())}}
     if prior_label is not None:

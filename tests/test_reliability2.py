@@ -64,3 +64,43 @@ def test_pretrain_refuses_checkpoint_without_record(tmp_path, capsys):
     code, _, err = _cli(capsys, "pretrain", "--labels", tmp_path / "a.csv", "--epochs", 1,
                         "--out", out)
     assert code == 2 and "predictor.pt" in err, err
+
+
+# ----------------------------------------------------------------------------- resume vs --out spelling
+NB201 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201.csv"
+
+
+def _queries(record: Path) -> list[str]:
+    return [ln for ln in record.read_text().splitlines() if '"query"' in ln]
+
+
+def test_resume_independent_of_out_spelling_and_folder_moves(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import pytest
+
+    if not NB201.exists():
+        pytest.skip("shared NB201 data not available")
+    monkeypatch.chdir(tmp_path)
+    _table(tmp_path / "w.csv", 12, 0)
+    code, _, err = _cli(capsys, "pretrain", "--labels", "w.csv", "--epochs", 1, "--out", "a/p")
+    assert code == 0, err
+    args = ["search", "--benchmark", "nb201", "--data", NB201, "--method", "iterative",
+            "--method.rounds", 2, "--method.pool-size", 40, "--budget", 6, "--fit-epochs", 1]
+    code, _, err = _cli(capsys, *args, "--checkpoint", "a/p/predictor.pt", "--out", "a/s")
+    assert code == 0, err
+    rec = tmp_path / "a/s/record.jsonl"
+    first = _queries(rec)
+    assert len(first) == 6
+    # the same folders spelled absolute, with "./" and "..": resumed, no new query
+    for ck, out in ((tmp_path / "a/p/predictor.pt", tmp_path / "a/s"),
+                    ("./a/../a/p/predictor.pt", "./a/s/")):
+        code, _, err = _cli(capsys, *args, "--checkpoint", ck, "--out", out)
+        assert code == 0, (out, err)
+        assert _queries(rec) == first
+    # the whole folder moved elsewhere
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "moved"))
+    code, _, err = _cli(capsys, *args, "--checkpoint", tmp_path / "moved/p/predictor.pt",
+                        "--out", tmp_path / "moved/s")
+    assert code == 0, err
+    assert _queries(tmp_path / "moved/s/record.jsonl") == first
