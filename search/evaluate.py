@@ -38,14 +38,30 @@ from nasrank.spaces.labels import LabelTable
 
 from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth, seed_agreement
 
+def _orderable(p: np.ndarray) -> np.ndarray:
+    """``p`` with -inf / +inf moved just past the finite extremes: the same order, so rank
+    metrics see an infinite score as the worst / best (scipy's kendalltau returns NaN on inf)."""
+    inf = np.isinf(p)
+    if not inf.any():
+        return p
+    finite = p[~inf]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    return np.where(p == -np.inf, lo - 1.0, np.where(p == np.inf, hi + 1.0, p))
+
+
+def _ranked(fn):
+    return lambda t, p: fn(t, _orderable(p))
+
+
 #: metric name -> function(y_true, score)
 METRIC_FUNCS = {
-    "kendall_tau": kendall_tau,
-    "spearman": spearman,
-    "pearson": lambda t, p: float(stats.pearsonr(t, p).statistic),
-    "precision@10%": lambda t, p: precision_at_k(t, p, 0.1),
-    "regret@1": lambda t, p: top_k_regret(t, p, 1),
-    "regret@5": lambda t, p: top_k_regret(t, p, 5),
+    "kendall_tau": _ranked(kendall_tau),
+    "spearman": _ranked(spearman),
+    "pearson": lambda t, p: (float(stats.pearsonr(t, p).statistic) if np.isfinite(p).all()
+                             else math.nan),
+    "precision@10%": _ranked(lambda t, p: precision_at_k(t, p, 0.1)),
+    "regret@1": _ranked(lambda t, p: top_k_regret(t, p, 1)),
+    "regret@5": _ranked(lambda t, p: top_k_regret(t, p, 5)),
 }
 
 
@@ -86,7 +102,9 @@ def align(truth: GroundTruth, labels: LabelTable, column: str, *,
           metric: str = "valid_acc") -> Aligned:
     """Pair the truth's complete archs with ``labels[column]`` by canonical key.
 
-    Refuses tables of different spaces, no overlap, and non-finite scores on shared archs."""
+    Refuses tables of different spaces, no overlap, and NaN scores on shared archs. An infinite
+    score is kept: it ranks first or last (synflow of a cell whose ops are all ``none`` is
+    log 0 = -inf, a real "worst"); Pearson is then undefined and reported as NaN."""
     if labels.space and truth.space and labels.space != truth.space:
         raise SpaceMismatchError(f"the weak labels are for space {labels.space!r}, the ground "
                                  f"truth for {truth.space!r}")
@@ -101,11 +119,11 @@ def align(truth: GroundTruth, labels: LabelTable, column: str, *,
             f"weak labels of the ground truth's archs (same canonical keys)")
     keys = [truth.archs[i] for i in idx]
     sc = np.array([scores[labels.index(k)] for k in keys], dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(sc))
+    bad = np.flatnonzero(np.isnan(sc))
     if bad.size:
         k = keys[int(bad[0])]
         note = labels.notes[labels.index(k)]
-        raise LabelTableError(f"weak-label column {column!r} is not finite for {bad.size} shared "
+        raise LabelTableError(f"weak-label column {column!r} is NaN for {bad.size} shared "
                               f"archs, first {k!r} ({sc[bad[0]]}){': ' + note if note else ''}")
     per_seed = m[idx]
     return Aligned(keys, per_seed.mean(axis=1), per_seed, sc, int(complete.sum()), len(labels))

@@ -97,8 +97,15 @@ def test_refusals_and_partial_overlap(tmp_path):
         align(gt, no_overlap, "ws_acc")
     with pytest.raises(LabelTableError, match="unknown label column 'zc_x'"):
         align(gt, LabelTable(KEYS, {"ws_acc": [1, 2, 3, 4, 5]}), "zc_x")
-    with pytest.raises(LabelTableError, match="not finite for 1 shared archs"):
+    with pytest.raises(LabelTableError, match="is NaN for 1 shared archs"):
         align(gt, LabelTable(KEYS, {"ws_acc": [1, 2, np.nan, 4, 5]}), "ws_acc")
+    # -inf (synflow of an all-none cell) is a real "worst": it ranks last, Pearson is undefined
+    inf = evaluate_scores(align(gt, LabelTable(KEYS, {"s": [-np.inf, 2, 3, 4, 5]}), "s"),
+                          n_boot=20)
+    fin = evaluate_scores(align(gt, LabelTable(KEYS, {"s": [-99.0, 2, 3, 4, 5]}), "s"),
+                          n_boot=20)
+    assert inf.metrics["kendall_tau"]["value"] == fin.metrics["kendall_tau"]["value"]
+    assert np.isnan(inf.metrics["pearson"]["value"])
     part = align(gt, LabelTable(KEYS[1:], {"ws_acc": [2, 3, 4, 5]}), "ws_acc")
     assert part.keys == KEYS[1:] and part.truth.tolist() == [2.5, 4.5, 6.5, 8.5]
     # archs missing a seed in the truth are left out
