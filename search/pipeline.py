@@ -48,7 +48,9 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     cfg_file = path / "config.json"
-    clean = json.loads(json.dumps(dict(settings), default=str))
+    from nasrank.provenance import KEY, versions, without_provenance
+
+    clean = without_provenance(json.loads(json.dumps(dict(settings), default=str)))
     # an empty config.json is a write cut short (full disk) before any stage ran: rewritten
     if cfg_file.exists() and cfg_file.read_bytes().strip():
         try:
@@ -59,6 +61,7 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
             raise OutputDirError(
                 f"{str(cfg_file)!r} is not a JSON object of settings (damaged?); delete it to "
                 f"reuse --out {str(path)!r} with this run's settings, or use another --out")
+        old = without_provenance(old)  # versions differ after an upgrade: still this run
         diff = sorted(k for k in set(old) | set(clean) if old.get(k) != clean.get(k))
         if diff:
             k = diff[0]
@@ -70,7 +73,7 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
 
         tmp = cfg_file.with_name(cfg_file.name + ".tmp")
         with disk_full_guard(cfg_file):  # atomic: never an empty config.json again
-            tmp.write_text(json.dumps(clean, indent=2), encoding="utf-8")
+            tmp.write_text(json.dumps({**clean, KEY: versions()}, indent=2), encoding="utf-8")
             os.replace(tmp, cfg_file)
     return path
 
@@ -245,7 +248,9 @@ def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
     summary["weak_label_spearman_with_standalone"] = {
         n: (None if not np.isfinite(corr[i, j]) else float(corr[i, j]))
         for i, n in enumerate(names) if n != "standalone_acc"}
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    from nasrank.provenance import KEY, versions
+
+    (out / "results.json").write_text(json.dumps({**summary, KEY: versions()}, indent=2))
 
     say("")
     say(format_table(
@@ -518,7 +523,10 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
                           **shared)
     res = search(oracle=oracle, budget=cfg.budget, seed=cfg.seed, record=record)
     res.to_csv(outp / "queries.csv")
-    (outp / "result.json").write_text(json.dumps(res.to_dict(), indent=2, default=str))
+    from nasrank.provenance import KEY, versions
+
+    (outp / "result.json").write_text(json.dumps({**res.to_dict(), KEY: versions()}, indent=2,
+                                                 default=str))
     rep = cfg.report or cfg.metric
     print(format_table(["method", "queries", f"best {cfg.metric}", f"its {rep}", "architecture"],
                        [[method.name, len(res.queries), res.best_value, res.best_reported,

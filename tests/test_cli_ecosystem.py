@@ -37,3 +37,36 @@ def test_spaces_into_closed_pipe_has_no_traceback():
     assert proc.returncode == 0
     assert proc.stdout.startswith("space")
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- 2. provenance
+def test_config_json_records_versions_outside_the_settings_comparison(tmp_path):
+    import json
+    from importlib import metadata
+
+    import pytest
+
+    from nasrank.search.pipeline import OutputDirError, prepare_out
+
+    prepare_out(tmp_path, {"seed": 1, "budget": 5})
+    saved = json.loads((tmp_path / "config.json").read_text())
+    prov = saved["provenance"]
+    assert prov["torch"] == metadata.version("torch")
+    assert prov["torch_geometric"] == metadata.version("torch-geometric")
+    assert prov["optuna"] == metadata.version("optuna")
+    assert prov["nasrank"] == metadata.version("nasrank")
+    assert prov["git_commit"] is None or len(prov["git_commit"]) == 40
+    # a run made with other library versions is still this run (resumable)...
+    saved["provenance"] = {"torch": "0.0.1", "git_commit": "0" * 40}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    prepare_out(tmp_path, {"seed": 1, "budget": 5})
+    # ...while other settings are refused
+    with pytest.raises(OutputDirError, match="seed"):
+        prepare_out(tmp_path, {"seed": 2, "budget": 5})
+
+
+def test_git_commit_is_none_outside_a_repository(tmp_path):
+    from nasrank.provenance import _git_commit
+
+    assert _git_commit(tmp_path) is None
+    assert _git_commit(tmp_path / "missing") is None
