@@ -104,3 +104,31 @@ def test_resume_independent_of_out_spelling_and_folder_moves(tmp_path, capsys, m
                         "--out", tmp_path / "moved/s")
     assert code == 0, err
     assert _queries(tmp_path / "moved/s/record.jsonl") == first
+
+
+# ----------------------------------------------------------------------------- search without --out
+def test_search_without_out_locks_its_default_folder(tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+    import textwrap
+
+    monkeypatch.chdir(tmp_path)
+    args = ["search", "--benchmark", "nb201", "--data", tmp_path / "missing.csv",
+            "--method", "random", "--budget", 5, "--seed", 3]
+    default = "runs/search-nb201-random-cifar10_valid-b5-s3"  # the documented default folder
+    code = textwrap.dedent(f"""
+        import time
+        from nasrank.locking import output_lock
+        with output_lock({default!r}):
+            print("locked", flush=True)
+            time.sleep(30)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        code, _, err = _cli(capsys, *args)
+        assert code == 2 and f"pid {holder.pid}" in err, err
+    finally:
+        holder.kill()
+        holder.wait()

@@ -65,7 +65,23 @@ class SearchCommand(Command):
         return {"storage": self.storage, "worker": self.worker,
                 "study_name": self.study_name or f"search-{self.benchmark}-{self.metric}"}
 
+    def default_out(self) -> str:
+        """The folder written without ``--out`` (one per benchmark, method, metric, budget,
+        seed and shared-study worker)."""
+        shared = self.method_inputs()
+        return (f"runs/search-{self.benchmark}-{self.method.name}-{self.metric}-"
+                f"b{self.budget}-s{self.seed}" + (f"-w{shared['worker']}" if shared else ""))
+
     def run(self, console: Console) -> dict:
         from nasrank.search import pipeline
 
-        return pipeline.search_command(self, console, device=resolve_device(self.device))
+        if self.out:  # locked by the CLI (nasrank.locking.command_lock)
+            return pipeline.search_command(self, console, device=resolve_device(self.device))
+        from dataclasses import replace
+
+        from nasrank.locking import output_lock
+
+        out = self.default_out()
+        with output_lock(out):  # the default folder: one writer too
+            return pipeline.search_command(replace(self, out=out), console,
+                                           device=resolve_device(self.device))
