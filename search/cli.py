@@ -45,7 +45,7 @@ EPILOG_ALL = """examples:
   nasrank run --help                            # every option of one command
 """
 
-_GLOBAL = ("command", "config", "quiet")
+_GLOBAL = ("command", "config", "quiet", "print_config")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,6 +139,10 @@ def _command_help(cls: type) -> tuple[str, str]:
 def _populate(p: argparse.ArgumentParser, cls: type) -> None:
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="print nothing but errors (no stage lines, no progress bars)")
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                   help="TOML file of options (flags override it; before or after the command)")
+    p.add_argument("--print-config", action="store_true", default=argparse.SUPPRESS,
+                   help="print the merged settings (TOML + flags) as TOML and exit")
     specs = field_specs(cls)
     for spec in specs:
         _add_field(p, spec)
@@ -157,6 +161,8 @@ def build_parser(command: str | None = None, *, every: bool = False) -> _Parser:
     parser.add_argument("--config", default=None, help="TOML file of options (flags override it)")
     parser.add_argument("--quiet", action="store_true", default=False,
                         help="print nothing but errors (no stage lines, no progress bars)")
+    parser.add_argument("--print-config", action="store_true", default=False,
+                        help="print the command's merged settings (TOML + flags) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS.names():
         cls = COMMANDS.get(name)
@@ -293,7 +299,40 @@ def _parse(argv: Sequence[str]) -> tuple[Config, bool]:
         flag = {s.name: s.flag for s in field_specs(cls)}[missing[0]]
         raise ConfigError(f"nasrank {ns.command}: {_flag(flag)} is required")
     cmd = COMMANDS.make(ns.command, values, where=f"nasrank {ns.command}")
+    if getattr(ns, "print_config", False):
+        print(to_toml(cmd), end="")
+        raise SystemExit(0)
     return cmd, bool(getattr(ns, "quiet", False))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_toml(cmd: Config) -> str:
+    """The command's settings as a ``[command]`` TOML table that ``--config`` reads back (an
+    unset option, which TOML cannot write, is a comment)."""
+    d = cmd.to_dict()
+    name = d.pop("name")
+    lines, tables = [f"[{name}]"], []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        elif v is None:
+            lines.append(f"# {k} = (unset)")
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, table in tables:
+        lines += ["", f"[{name}.{k}]"]
+        for sk, sv in table.items():
+            lines.append(f"# {sk} = (unset)" if sv is None else f"{sk} = {_toml_value(sv)}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,3 +70,52 @@ def test_git_commit_is_none_outside_a_repository(tmp_path):
 
     assert _git_commit(tmp_path) is None
     assert _git_commit(tmp_path / "missing") is None
+
+
+# ----------------------------------------------------------------------------- 3. --config
+TOML = """seed = 7
+[search]
+budget = 20
+[search.method]
+name = "re"
+population_size = 10
+"""
+
+
+def _print_config(argv, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_config_before_or_after_the_command_and_print_config(tmp_path, capsys):
+    import tomllib
+
+    cfg = tmp_path / "my.toml"
+    cfg.write_text(TOML)
+    before = _print_config(["--config", str(cfg), "search", "--budget", "30",
+                            "--print-config"], capsys)
+    after = _print_config(["search", "--budget", "30", "--config", str(cfg),
+                           "--print-config"], capsys)
+    assert before == after
+    got = tomllib.loads(before)["search"]
+    # top-level seed from the file, budget: the flag over the file, method table merged
+    assert got["seed"] == 7 and got["budget"] == 30
+    assert got["method"] == {"name": "re", "population_size": 10, "sample_size": 5,
+                             "crossover_prob": 0.0}
+    # the printed settings read back as a --config give the same settings
+    again = tmp_path / "again.toml"
+    again.write_text(before)
+    assert _print_config(["search", "--config", str(again), "--print-config"], capsys) == before
+
+
+def test_a_flag_the_command_would_ignore_is_an_error(capsys):
+    assert main(["spaces", "--seed", "1"]) == 2
+    assert "--seed" in capsys.readouterr().err
+    assert main(["search", "--method", "random", "--method.population-size", "3"]) == 2
+    assert "population_size" in capsys.readouterr().err
+    assert main(["search", "--method", "random", "--checkpoint", "p.pt", "--data", "x"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err

@@ -49,6 +49,10 @@ class SearchCommand(Command):
 
     def check(self) -> None:
         super().check()
+        if self.checkpoint is not None and not getattr(self.method, "uses_predictor", False):
+            raise ConfigError(f"nasrank search: --checkpoint {self.checkpoint!r} would be ignored: "
+                              f"--method {self.method.name} fits no predictor (use iterative, "
+                              f"surrogate-re or optuna)")
         if self.storage is None:
             if self.study_name is not None or self.worker != "0":
                 raise ConfigError("nasrank search: --study-name and --worker need --storage URL")
