@@ -18,6 +18,7 @@ extra random numbers, so it reproduces the mutation-only runs exactly.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Mapping
@@ -118,6 +119,11 @@ def regularized_evolution(
     check_space(space, oracle)
     _check_tournament(population_size, sample_size)
     crossover_prob = _check_crossover_prob(crossover_prob)
+    if budget <= population_size:  # every query fills the random initial population
+        logging.getLogger(__name__).warning(
+            "regularized evolution: budget %d <= population_size %d, so no child is ever bred "
+            "(this is random search); lower population_size (--method.population-size) or raise "
+            "the budget", budget, population_size)
     config = {"method": "regularized_evolution", "seed": check_seed(seed),
               "population_size": population_size, "sample_size": sample_size}
     if crossover_prob > 0:  # recorded only when used: older records stay resumable

@@ -119,3 +119,28 @@ def test_a_flag_the_command_would_ignore_is_an_error(capsys):
     assert "population_size" in capsys.readouterr().err
     assert main(["search", "--method", "random", "--checkpoint", "p.pt", "--data", "x"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- 4. RE budget
+def test_re_warns_when_the_budget_never_lets_evolution_start(caplog):
+    import logging
+
+    from test_search_fixtures import TableOracle
+
+    from nasrank.search import regularized_evolution
+    from nasrank.search.registry import SEARCH_METHODS
+
+    # population and tournament sizes are options of the method (--method.population-size,
+    # --method.sample-size)
+    cfg = SEARCH_METHODS.make("re", {"population_size": 4, "sample_size": 2})
+    assert (cfg.population_size, cfg.sample_size) == (4, 2)
+    oracle = TableOracle()
+    with caplog.at_level(logging.WARNING, logger="nasrank.search.evolution"):
+        regularized_evolution(space=oracle.space, oracle=oracle, budget=4, seed=0,
+                              population_size=4, sample_size=2)
+    assert any("budget 4 <= population_size 4" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nasrank.search.evolution"):
+        regularized_evolution(space=oracle.space, oracle=oracle, budget=6, seed=0,
+                              population_size=4, sample_size=2)
+    assert not caplog.records
