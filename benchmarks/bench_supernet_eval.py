@@ -154,7 +154,9 @@ def main() -> None:
           f"{args.budget} stand-alone trainings per supernet", flush=True)
 
     def judge(table: LabelTable, column: str) -> dict:
-        al = align(gt, table, column, metric=args.metric)
+        # a proxy undefined for a network (jacob_cov of the all-none cell) ranks it last; the
+        # count is reported (nan_as_worst), nothing is dropped
+        al = align(gt, table, column, metric=args.metric, nan_policy="worst")
         return evaluate_scores(al, column=column, truth_metric=args.metric,
                                n_boot=args.bootstrap, seed=0).to_dict()
 

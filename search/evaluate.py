@@ -75,6 +75,7 @@ class Aligned:
     score: np.ndarray
     n_truth: int  # archs of the truth with every seed trained
     n_labels: int
+    nan_as_worst: int = 0  # NaN scores ranked last (nan_policy="worst")
 
 
 @dataclass
@@ -93,16 +94,19 @@ class SupernetEval:
     bootstrap: dict[str, Any] = field(default_factory=dict)
     space: str = ""
     truth_path: str = ""
+    nan_as_worst: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def align(truth: GroundTruth, labels: LabelTable, column: str, *,
-          metric: str = "valid_acc") -> Aligned:
+          metric: str = "valid_acc", nan_policy: str = "refuse") -> Aligned:
     """Pair the truth's complete archs with ``labels[column]`` by canonical key.
 
-    Refuses tables of different spaces, no overlap, and NaN scores on shared archs. An infinite
+    Refuses tables of different spaces and no overlap. A NaN score on a shared arch is refused
+    (``nan_policy="refuse"``) or ranked last and counted in ``nan_as_worst`` (``"worst"``: a
+    proxy that is undefined for a network, e.g. jacob_cov of a constant output). An infinite
     score is kept: it ranks first or last (synflow of a cell whose ops are all ``none`` is
     log 0 = -inf, a real "worst"); Pearson is then undefined and reported as NaN."""
     if labels.space and truth.space and labels.space != truth.space:
@@ -119,14 +123,19 @@ def align(truth: GroundTruth, labels: LabelTable, column: str, *,
             f"weak labels of the ground truth's archs (same canonical keys)")
     keys = [truth.archs[i] for i in idx]
     sc = np.array([scores[labels.index(k)] for k in keys], dtype=np.float64)
+    if nan_policy not in ("refuse", "worst"):
+        raise NasrankError(f"nan_policy {nan_policy!r}: expected 'refuse' or 'worst'")
     bad = np.flatnonzero(np.isnan(sc))
-    if bad.size:
+    if bad.size and nan_policy == "worst":
+        sc[bad] = -np.inf
+    elif bad.size:
         k = keys[int(bad[0])]
         note = labels.notes[labels.index(k)]
         raise LabelTableError(f"weak-label column {column!r} is NaN for {bad.size} shared "
                               f"archs, first {k!r} ({sc[bad[0]]}){': ' + note if note else ''}")
     per_seed = m[idx]
-    return Aligned(keys, per_seed.mean(axis=1), per_seed, sc, int(complete.sum()), len(labels))
+    return Aligned(keys, per_seed.mean(axis=1), per_seed, sc, int(complete.sum()), len(labels),
+                   nan_as_worst=int(bad.size) if nan_policy == "worst" else 0)
 
 
 def _safe(fn, *args) -> float:
@@ -173,7 +182,7 @@ def evaluate_scores(aligned: Aligned, *, column: str = "score", truth_metric: st
     ratio = point["kendall_tau"] / ceiling if ceiling > 0 else math.nan
     return SupernetEval(
         column=column, truth_metric=truth_metric, n_archs=n, n_truth=aligned.n_truth,
-        n_labels=aligned.n_labels, seeds=int(per_seed.shape[1]),
+        n_labels=aligned.n_labels, seeds=int(per_seed.shape[1]), nan_as_worst=aligned.nan_as_worst,
         metrics={name: interval(name, v) for name, v in point.items()},
         noise_ceiling=interval("noise_ceiling", ceiling),
         tau_over_ceiling=ratio,

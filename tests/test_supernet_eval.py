@@ -106,6 +106,11 @@ def test_refusals_and_partial_overlap(tmp_path):
                           n_boot=20)
     assert inf.metrics["kendall_tau"]["value"] == fin.metrics["kendall_tau"]["value"]
     assert np.isnan(inf.metrics["pearson"]["value"])
+    # NaN (a proxy undefined for that network) may be ranked last instead, and is counted
+    worst = evaluate_scores(align(gt, LabelTable(KEYS, {"s": [np.nan, 2, 3, 4, 5]}), "s",
+                                  nan_policy="worst"), n_boot=20)
+    assert worst.metrics["kendall_tau"]["value"] == fin.metrics["kendall_tau"]["value"]
+    assert worst.nan_as_worst == 1 and fin.nan_as_worst == 0
     part = align(gt, LabelTable(KEYS[1:], {"ws_acc": [2, 3, 4, 5]}), "ws_acc")
     assert part.keys == KEYS[1:] and part.truth.tolist() == [2.5, 4.5, 6.5, 8.5]
     # archs missing a seed in the truth are left out
