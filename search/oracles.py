@@ -203,7 +203,9 @@ class BudgetedOracle:
         self.record: RunRecord | None = None
         self._replay: dict[str, Query] = {}
         if record is not None:
-            full = {"oracle": oracle.describe(), "budget": budget, **dict(config or {})}
+            # the budget is not part of the run's identity: rerun with a larger one, the run
+            # continues (its first queries replayed from the record, only the new ones evaluated)
+            full = {"oracle": oracle.describe(), **dict(config or {})}
             self.record = RunRecord(record, full)
             self._replay = {q.key: q for q in self.record.queries}
         self.replayed = 0

@@ -162,7 +162,10 @@ class RunRecord:
         if tail and (not tail.startswith("{") or "\x00" in tail or "\n" in tail):
             raise RecordError(f"{str(self.path)!r}: its unfinished last line {tail[:60]!r} is not "
                               f"a torn entry of a run record; refusing to modify it")
-        if entries[0].get("config") != self.config:
+        recorded = entries[0].get("config")
+        if isinstance(recorded, dict):  # records written before the budget left the identity
+            recorded = {k: v for k, v in recorded.items() if k != "budget"}
+        if recorded != self.config:
             raise RecordError(
                 f"record {str(self.path)!r} was written by another run configuration:\n"
                 f"  recorded {entries[0].get('config')}\n  this run {self.config}\n"

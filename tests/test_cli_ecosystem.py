@@ -144,3 +144,43 @@ def test_re_warns_when_the_budget_never_lets_evolution_start(caplog):
         regularized_evolution(space=oracle.space, oracle=oracle, budget=6, seed=0,
                               population_size=4, sample_size=2)
     assert not caplog.records
+
+
+# ----------------------------------------------------------------------------- 5. extend
+def test_search_is_extended_by_a_larger_budget_on_the_same_out(tmp_path, capsys, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    from nasrank.search.oracles import BenchmarkOracle
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201.csv"
+    if not data.is_file():
+        pytest.skip(f"{data} missing")
+    calls = []
+    real = BenchmarkOracle.evaluate
+    monkeypatch.setattr(BenchmarkOracle, "evaluate",
+                        lambda self, arch: calls.append(arch) or real(self, arch))
+    out = tmp_path / "s"
+    argv = ["search", "--benchmark", "nb201", "--data", str(data), "--method", "re",
+            "--method.population-size", "3", "--method.sample-size", "2", "--out", str(out),
+            "--device", "cpu", "--quiet"]
+    assert main(argv + ["--budget", "5"]) == 0
+    first = json.loads((out / "result.json").read_text())
+    first_keys = [line.split(",")[1] for line in
+                  (out / "queries.csv").read_text().splitlines()[1:]]
+    assert len(calls) == 5 and len(first_keys) == 5
+    assert main(argv + ["--budget", "12"]) == 0
+    assert len(calls) == 12  # 5 replayed from the record, only the 7 new ones evaluated
+    second = json.loads((out / "result.json").read_text())
+    lines = [json.loads(x) for x in (out / "record.jsonl").read_text().splitlines()]
+    keys = [e["key"] for e in lines if e["type"] == "query"]
+    assert len(keys) == len(set(keys)) == 12
+    # the first five queries are those of the first run, in order (a replay, not a new search)
+    assert keys[:5] == first_keys
+    assert second["best_value"] >= first["best_value"]
+    assert second["provenance"]["torch"]  # result.json carries the versions (item 2)
+    # another seed is still another run: refused
+    assert main(argv + ["--budget", "12", "--seed", "1"]) == 2
+    assert "another run configuration" in capsys.readouterr().err
