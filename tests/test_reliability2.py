@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nasrank.search.cli import main
 
@@ -28,6 +29,7 @@ def _table(path: Path, n: int, seed: int, column: str = "flops") -> None:
 
 
 # ----------------------------------------------------------------------------- pretrain reuse
+@pytest.mark.slow
 def test_pretrain_refuses_checkpoint_of_another_table(tmp_path, capsys):
     _table(tmp_path / "a.csv", 12, 0)
     _table(tmp_path / "b.csv", 12, 1)  # other archs, same column
@@ -74,10 +76,9 @@ def _queries(record: Path) -> list[str]:
     return [ln for ln in record.read_text().splitlines() if '"query"' in ln]
 
 
+@pytest.mark.slow
 def test_resume_independent_of_out_spelling_and_folder_moves(tmp_path, capsys, monkeypatch):
     import shutil
-
-    import pytest
 
     if not NB201.exists():
         pytest.skip("shared NB201 data not available")
@@ -157,6 +158,7 @@ def _tensors(obj, prefix=""):
     return out
 
 
+@pytest.mark.slow
 def test_same_seed_same_bits_supernet_train_and_weak_labels(tmp_path, capsys):
     import torch
 
