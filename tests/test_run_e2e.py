@@ -43,7 +43,8 @@ def test_run_writes_every_output(tmp_path):
     for name in ("predicted_vs_true.png", "best_so_far.png", "weak_label_correlation.png"):
         assert (out / name).read_bytes()[:8] == PNG, name
     header = (out / "weak_labels.csv").read_text().splitlines()[0].split(",")
-    assert header == ["key", "ws_acc", "ws_neg_loss", "flops", "params", "zc_synflow", "note"]
+    assert header == ["key", "arch", "ws_acc", "ws_neg_loss", "flops", "params", "zc_synflow",
+                      "note"]
     assert len(data_rows(out / "weak_labels.csv")) == 40
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == {"predictor search", "random"}
