@@ -71,7 +71,8 @@ def proxy_network(space: Any, arch: Any, make: Callable[[Any], nn.Module], *,
     ``fork_rng`` (on the CPU, so a seed gives the same weights on every device). ``make`` may
     build a fresh network or extract a supernet's subnet: the weights do not depend on it."""
     arch = canonical_arch(space, arch)
-    net = make(arch).cpu()
+    with torch.random.fork_rng(devices=[]):  # building may draw default inits: not the caller's RNG
+        net = make(arch).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(proxy_seed(seed, space.key(arch)))
         for m in net.modules():

@@ -54,12 +54,7 @@ def test_run_finishes_with_every_output(space, tmp_path):
     random.seed(1234)
     before = global_state()
     assert main(["--quiet", "run", "--space", space, "--out", str(out), *TINY]) == 0
-    after = global_state()
-    # KNOWN DEFECT (issue 11 note): some stage of these runs still draws from the global torch RNG
-    # (numpy/python RNGs, matplotlib, process group and threads are left alone); until it is
-    # found, the torch RNG is compared in test_run_leaves_torch_rng_alone (xfail, strict).
-    before.pop("torch_rng"), after.pop("torch_rng")
-    assert after == before
+    assert global_state() == before
     for name in OUTPUTS:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for png in ("predicted_vs_true.png", "best_so_far.png", "weak_label_correlation.png"):
@@ -138,11 +133,3 @@ def test_supernet_package_exports_its_api_lazily():
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
 
-
-@pytest.mark.xfail(strict=True, reason="a stage of `nasrank run` on the channel space still draws "
-                   "from the global torch RNG (open defect of issue 11)")
-def test_run_leaves_torch_rng_alone(tmp_path):
-    torch.manual_seed(1234)
-    before = torch.get_rng_state().clone()
-    assert main(["--quiet", "run", "--space", "cvpr2021", "--out", str(tmp_path / "r"), *TINY]) == 0
-    assert torch.equal(torch.get_rng_state(), before)
