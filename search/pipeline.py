@@ -62,7 +62,8 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
                 f"{str(cfg_file)!r} is not a JSON object of settings (damaged?); delete it to "
                 f"reuse --out {str(path)!r} with this run's settings, or use another --out")
         old = without_provenance(old)  # versions differ after an upgrade: still this run
-        diff = sorted(k for k in set(old) | set(clean) if old.get(k) != clean.get(k))
+        old, new = _canonical_proxies(old), _canonical_proxies(clean)  # jacob_cov == jacov
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             k = diff[0]
             raise OutputDirError(
@@ -76,6 +77,18 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
             tmp.write_text(json.dumps({**clean, KEY: versions()}, indent=2), encoding="utf-8")
             os.replace(tmp, cfg_file)
     return path
+
+
+def _canonical_proxies(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with its ``proxies`` list in canonical names, so that a run recorded with an
+    alias (``jacob_cov``, before issue 19) is the same run as one naming ``jacov``."""
+    from nasrank.proxy_names import canonical_proxy
+
+    out = dict(settings)
+    if isinstance(out.get("proxies"), list):
+        out["proxies"] = [canonical_proxy(p) if isinstance(p, str) else p
+                          for p in out["proxies"]]
+    return out
 
 
 # ----------------------------------------------------------------------------- nasrank run
@@ -272,11 +285,13 @@ def _check_proxies(names: Sequence[str]) -> None:
     """Unknown zero-cost proxy names are refused before any work (not after the supernet)."""
     if not names:
         return
+    from nasrank.proxy_names import PROXY_ALIASES, canonical_proxy
     from nasrank.supernet.proxies import available_proxies
 
-    unknown = [p for p in names if p not in available_proxies()]
+    unknown = [p for p in names if canonical_proxy(p) not in available_proxies()]
     if unknown:
-        raise ConfigError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()}")
+        raise ConfigError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()} "
+                          f"(aliases: {PROXY_ALIASES})")
 
 
 def _read_json(path: Path, what: str, required: Sequence[str] = ()) -> dict[str, Any]:

@@ -261,13 +261,15 @@ def proxy_stage(space: Any, archs: list[Any], data: Any, proxies: list[str], pat
     one batch of the ``proxies`` stream, exactly as the proxies of weak labels) into the label
     table at ``path``; ``with_cost`` adds ``flops``/``params`` (the weak labels of a space
     without supernet)."""
+    from nasrank.proxy_names import PROXY_ALIASES, canonical_proxy
     from nasrank.supernet.proxies import available_proxies
     from nasrank.supernet.scoring import score_space
 
-    unknown = [p for p in proxies if p not in available_proxies()]
+    unknown = [p for p in proxies if canonical_proxy(p) not in available_proxies()]
     if unknown:
-        raise ConfigError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()}")
-    names = list(proxies)
+        raise ConfigError(f"unknown proxy {unknown[0]!r}; expected one of {available_proxies()} "
+                          f"(aliases: {PROXY_ALIASES})")
+    names = list(dict.fromkeys(canonical_proxy(p) for p in proxies))
     if with_cost:
         names += [c for c in ("flops", "params") if c not in names]
     if not names:

@@ -5,7 +5,9 @@ One on-disk format for every producer (supernet weak labels, proxies, benchmarks
 spreadsheets read it as is) and a JSON sidecar ``<file>.meta.json`` holding the metadata (the
 space, the columns, the format version). Files of the first format, whose first line was
 ``# nasrank label table; space=...``, are still read (and resumed). ``note`` holds the reason for
-any non-finite value, so nothing is turned silently into a number. :class:`LabelWriter` appends
+any non-finite value, so nothing is turned silently into a number. Proxy columns are named
+canonically (:mod:`nasrank.proxy_names`): a table written with an alias (``zc_jacob_cov``) reads
+as ``zc_jacov``, and :meth:`LabelTable.column` accepts either spelling. :class:`LabelWriter` appends
 rows in chunks: a killed job loses at most one chunk and a rerun skips the keys already written;
 a torn last line is repaired only after the rest of the file was checked to be a label table of
 ours, and never through a symbolic link.
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from nasrank.errors import LabelTableError, SpaceMismatchError, UnsafePathError
+from nasrank.proxy_names import canonical_column
 from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 
 HEADER_PREFIX = "# nasrank label table; space="  # first line of the old format (still read)
@@ -84,6 +87,9 @@ class LabelTable:
         self.space = space
         self.columns: dict[str, np.ndarray] = {}
         for name, values in columns.items():
+            name = canonical_column(str(name))  # zc_jacob_cov -> zc_jacov
+            if name in self.columns:
+                raise LabelTableError(f"column {name!r} is given twice (under two spellings?)")
             if name in ("key", NOTE, ARCH):
                 raise LabelTableError(f"column name {name!r} is reserved")
             arr = np.asarray(values, dtype=np.float64)
@@ -121,8 +127,9 @@ class LabelTable:
             raise LabelTableError(f"key {key!r} is not in the label table") from None
 
     def column(self, name: str) -> np.ndarray:
+        """The values of column ``name`` (a proxy alias such as ``zc_jacob_cov`` is accepted)."""
         try:
-            return self.columns[name]
+            return self.columns[canonical_column(name)]
         except KeyError:
             raise LabelTableError(
                 f"unknown label column {name!r}; available: {sorted(self.columns)}"
@@ -235,9 +242,10 @@ class LabelTable:
             kcol = header.index("key")
             ncol = header.index(NOTE) if NOTE in header else None
             acol = header.index(ARCH) if ARCH in header else None
-            names = [h for j, h in enumerate(header) if j not in (kcol, ncol, acol)]
+            names = [canonical_column(h) for j, h in enumerate(header)
+                     if j not in (kcol, ncol, acol)]
             for name in required:
-                if name not in names:
+                if canonical_column(name) not in names:
                     raise LabelTableError(
                         f"label table {str(path)!r} lacks required column {name!r}; has {names}"
                     )
@@ -309,7 +317,7 @@ class LabelWriter:
         if chunk_size < 1:
             raise LabelTableError(f"chunk_size must be >= 1, got {chunk_size}")
         self.path = Path(path)
-        self.columns = list(columns)
+        self.columns = [canonical_column(c) for c in columns]
         self.space = space
         self.chunk_size = chunk_size
         self._pending: list[list[str]] = []
@@ -385,6 +393,7 @@ class LabelWriter:
 
     def add(self, key: str, values: Mapping[str, float], note: str = "",
             arch: str | None = None) -> None:
+        values = {canonical_column(c): v for c, v in values.items()}
         missing = [c for c in self.columns if c not in values]
         if missing:
             raise LabelTableError(f"row {key!r} lacks values for columns {missing}")

@@ -15,7 +15,7 @@ point, computed on the node's sub-supernet (:func:`edge_similarity`):
   candidates' own weights) with only choice ``o`` enabled at the decision point; the gradient is
   summed over ``paths`` architectures sampled in the sub-supernet (the same ones for every
   choice) and the given batches; similarity = cosine of two choices' gradients.
-* a zero-cost proxy (``grad_norm``, ``snip``, ``grasp``, ``synflow``, ``jacob_cov``, ``ntk``,
+* a zero-cost proxy (``grad_norm``, ``snip``, ``grasp``, ``synflow``, ``jacov``, ``ntk``,
   ``linear_regions``, from :mod:`supernet.proxies`): the score of the sub-supernet restricted to
   choice ``o`` is the mean proxy over the same ``paths`` sampled architectures (each scored on a
   stand-alone copy of the path's current shared weights); similarity = ``-|s_i - s_j|``
@@ -56,13 +56,14 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from nasrank.errors import ConfigError, NasrankError
+from nasrank.proxy_names import canonical_proxy
 from nasrank.registry import Config, option
 from nasrank.spaces.labels import LabelTable
 
 from .base import Arch, ArchSampler, Supernet
 from .registry import SAMPLERS
 
-PROXY_METRICS = ("grad_norm", "snip", "grasp", "synflow", "jacob_cov", "ntk", "linear_regions")
+PROXY_METRICS = ("grad_norm", "snip", "grasp", "synflow", "jacov", "ntk", "linear_regions")
 METRICS = ("gm", *PROXY_METRICS)
 
 Allowed = tuple[tuple[int, ...], ...]
@@ -351,6 +352,8 @@ def edge_similarity(supernet: Supernet, allowed: Allowed, decision: int, metric:
     """Pairwise similarity of the allowed choices of ``decision`` under ``metric`` (module
     docstring); ``base_paths`` are the choice indices of the sampled paths (their entry at
     ``decision`` is replaced by each candidate)."""
+    metric = canonical_proxy(metric)
+    also = tuple(canonical_proxy(n) for n in also)
     if metric not in METRICS:
         raise NasrankError(f"unknown split metric {metric!r}; expected one of {list(METRICS)}")
     device = torch.device(device)
@@ -436,6 +439,8 @@ def build_tree(
     not changed. Base paths come from a generator seeded by ``(seed, node number)``."""
     if int(paths) < 1:
         raise NasrankError(f"paths must be >= 1, got {paths!r}")
+    metric = canonical_proxy(metric)
+    also = tuple(canonical_proxy(n) for n in also)
     if metric not in METRICS:
         raise NasrankError(f"unknown split metric {metric!r}; expected one of {list(METRICS)}")
     cache = cache if cache is not None else ProxyCache()

@@ -13,7 +13,10 @@ evaluates the proxies. The network is never deep-copied: everything a pass chang
 dtype, BN running statistics, train/eval modes, ``requires_grad``, ``.grad``) is saved first and
 restored exactly afterwards.
 
-Every proxy returns one float, **higher = predicted better**. Definitions follow the published
+Proxy names are the published benchmark columns' (``jacov``, ``nwot``...; see
+:mod:`nasrank.proxy_names`): an alias (``jacob_cov``) is accepted wherever a name is given, and
+results are keyed by the canonical name. Every proxy returns one float, **higher = predicted
+better**. Definitions follow the published
 ones (zero-cost-nas ``foresight/pruners/measures`` as used by NAS-Bench-Suite-Zero, NASWOT,
 EPE-NAS, Zen-NAS, TE-NAS); batch-based proxies score the network in train mode (BatchNorm uses
 batch statistics), as those implementations do. "Layers" are the Conv/Linear modules.
@@ -28,10 +31,10 @@ plain      sum over layers of sum W * dL/dW
 synflow    log of sum over layers of sum |W * dR/dW|, R = sum of the output for an all-ones input
            with every parameter and buffer replaced by its absolute value, in float64; BatchNorm
            is bypassed (identity), the ``bn=False`` variant of the published measure
-jacob_cov  -sum_i (log(v_i + k) + 1 / (v_i + k)), v = eigenvalues of the correlation matrix of
-           the per-example input gradients of the summed output, k = 1e-5
+jacov      -sum_i (log(v_i + k) + 1 / (v_i + k)), v = eigenvalues of the correlation matrix of
+           the per-example input gradients of the summed output, k = 1e-5 (alias: jacob_cov)
 nwot       log|det K|, K_ij = number of ReLU units (all ReLU inputs, whole network) on which
-           examples i and j agree in sign (NASWOT, Mellor et al. 2021)
+           examples i and j agree in sign (NASWOT, Mellor et al. 2021; alias: naswot)
 epe_nas    EPE-NAS: per class c, s_c = sum log(|corr(J_c)| + k); score = sum_{c,c'} |s_c - s_c'| / #classes
 zen        Zen-NAS: weights re-drawn N(0, 1) (BN affine 1/0), Gaussian input x and x + 0.01 e;
            log mean_batch ||f(x) - f(x')||_1 of the features entering the last global pooling
@@ -61,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrank.errors import NasrankError
+from nasrank.proxy_names import PROXY_ALIASES, canonical_proxy
 
 
 class ProxyError(NasrankError):
@@ -135,10 +139,12 @@ def proxy_needs(name: str) -> tuple[str, ...]:
 
 
 def _spec(name: str) -> ProxySpec:
+    """The registered proxy ``name`` (an alias such as ``jacob_cov`` names its canonical one)."""
     try:
-        return _PROXIES[name]
-    except KeyError:
-        raise ProxyError(f"unknown proxy {name!r}; expected one of {list(_PROXIES)}") from None
+        return _PROXIES[canonical_proxy(name)]
+    except (KeyError, TypeError):
+        raise ProxyError(f"unknown proxy {name!r}; expected one of {list(_PROXIES)} (aliases: "
+                         f"{PROXY_ALIASES})") from None
 
 
 # ----------------------------------------------------------------------------- context
@@ -204,7 +210,7 @@ def _tensors(net: nn.Module) -> list[torch.Tensor]:
                           "hessian_grad", "input_jacobian", "logits"))
 def _batch_pass(ctx: Context, want: set[str]) -> None:
     """One train-mode forward of the batch, then only the backwards that ``want`` needs:
-    d(sum output)/d input (jacob_cov, epe_nas); dL/dW and dL/d(layer outputs) in one call
+    d(sum output)/d input (jacov, epe_nas); dL/dW and dL/d(layer outputs) in one call
     (grad_norm, snip, plain, fisher); Hg by double backward through that call (grasp)."""
     net, x, y = ctx.net, ctx.inputs, ctx.targets
     assert x is not None and y is not None
@@ -476,15 +482,15 @@ def _jacobians(ctx: Context) -> np.ndarray:
     return jac.reshape(jac.shape[0], -1).double().cpu().numpy()
 
 
-@proxy("jacob_cov", needs=("input_jacobian",))
-def jacob_cov(ctx: Context) -> float:
+@proxy("jacov", needs=("input_jacobian",))
+def jacov(ctx: Context) -> float:
     """-sum(log(v + k) + 1/(v + k)) over eigenvalues v of the input-Jacobian correlations."""
     j = _jacobians(ctx)
     k = ctx.settings.jacob_k
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(j)
     if not np.all(np.isfinite(corr)):
-        ctx.notes["jacob_cov"] = "an input gradient is constant (correlation undefined)"
+        ctx.notes["jacov"] = "an input gradient is constant (correlation undefined)"
         return math.nan
     v = np.linalg.eigvalsh(corr)
     return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))
@@ -603,7 +609,7 @@ def score_with_notes(
         raise ProxyError(f"proxies must be a list of names, got the string {proxies!r}")
     if not names:
         raise ProxyError("no proxies requested; expected a non-empty list of names")
-    specs = [_spec(n) for n in names]
+    specs = list({s.name: s for s in (_spec(n) for n in names)}.values())  # aliases: once
     if not isinstance(net, nn.Module):
         raise ProxyError(f"expected a torch.nn.Module, got {type(net).__name__}")
     if not any(True for _ in net.parameters()):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrank.errors import ConfigError, LabelTableError, NasrankError
+from nasrank.proxy_names import canonical_proxy
 from nasrank.registry import Config, option
 from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES
 
@@ -63,7 +64,7 @@ class ZeroCostTeacher:
         if isinstance(proxies, str) or not proxies:
             raise NasrankError(f"proxies must be a non-empty list of names, got {proxies!r}")
         self.supernet = supernet
-        self.proxies = tuple(str(p) for p in proxies)
+        self.proxies = tuple(canonical_proxy(str(p)) for p in proxies)  # jacob_cov -> jacov
         if len(set(self.proxies)) != len(self.proxies):
             raise NasrankError(f"proxies {list(self.proxies)} name one proxy twice")
         if table is None:

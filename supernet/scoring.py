@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nasrank.proxy_names import PROXY_ALIASES, canonical_proxy
 from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .proxies import (ProxyError, ProxySettings, available_proxies, first_batch,
@@ -96,12 +97,16 @@ def score_space(
     ``None`` when every proxy is data-free (then ``input_shape`` is required). Non-finite
     results are written as ``nan``/``inf`` with the reason in the ``note`` column.
     """
-    names = list(proxies)
+    if isinstance(proxies, str):
+        raise ProxyError(f"proxies must be a list of names, got the string {proxies!r}")
+    # one column per proxy, named canonically (an alias such as jacob_cov writes zc_jacov)
+    names = list(dict.fromkeys(canonical_proxy(p) for p in proxies))
     if not names:
         raise ProxyError("no proxies requested; expected a non-empty list of names")
-    unknown = [p for p in names if p not in available_proxies()]
+    unknown = [p for p in proxies if canonical_proxy(p) not in available_proxies()]
     if unknown:
-        raise ProxyError(f"unknown proxies {unknown}; expected names from {available_proxies()}")
+        raise ProxyError(f"unknown proxies {unknown}; expected names from {available_proxies()} "
+                         f"(aliases: {PROXY_ALIASES})")
     i_shard, n_shard = parse_shard(shard)
     batch = None if data is None else first_batch(data)
     device = torch.device(device)

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from nasrank.errors import NasrankError
+from nasrank.proxy_names import canonical_proxy
 from nasrank.spaces.labels import LabelTable, LabelWriter
 
 from .base import Supernet
@@ -83,7 +84,7 @@ def generate_weak_labels(
         arch = canonical_arch(supernet.space, supernet.check_arch(arch))
         unique.setdefault(supernet.space.key(arch), arch)
     mine = list(unique.items())[i_shard::n_shard]
-    proxy_names = list(proxies or [])
+    proxy_names = list(dict.fromkeys(canonical_proxy(p) for p in proxies or []))  # canonical
     score = None
     if proxy_names:
         try:

@@ -117,7 +117,7 @@ def test_proxies_on_cuda_match_cpu():
     net = space.build(arch, 10, C=8, N=1)
     g = torch.Generator().manual_seed(0)
     batch = (torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
-    names = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "nwot", "params"]
+    names = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacov", "nwot", "params"]
     before = copy.deepcopy(net.state_dict())
     on_cpu = score(net, batch, names, device="cpu", seed=0)
     on_gpu = score(net, batch, names, device="cuda", seed=0)

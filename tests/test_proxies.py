@@ -16,7 +16,7 @@ from nasrank.spaces.nb201 import NB201Space
 from nasrank.supernet.proxies import (ProxyError, ProxySettings, available_proxies, first_batch, score,
                               score_with_notes)
 
-ALL = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "nwot", "epe_nas", "zen",
+ALL = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacov", "nwot", "epe_nas", "zen",
        "ntk", "linear_regions", "l2_norm", "plain", "flops", "params"]
 
 
@@ -190,11 +190,11 @@ def input_jacobians(net, x):
     return np.stack([w1.T @ (((w1 @ xi + b1) > 0) * (w2.T @ np.ones(w2.shape[0]))) for xi in xs])
 
 
-def test_jacob_cov_equals_numpy_reference():
+def test_jacov_equals_numpy_reference():
     net, (x, y) = mlp(), batch()
     v = np.linalg.eigvalsh(np.corrcoef(input_jacobians(net, x).astype(np.float64)))
     expected = -np.sum(np.log(v + 1e-5) + 1 / (v + 1e-5))
-    assert score(net, (x, y), ["jacob_cov"])["jacob_cov"] == pytest.approx(expected, rel=1e-4)
+    assert score(net, (x, y), ["jacov"])["jacov"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_epe_nas_equals_numpy_reference():

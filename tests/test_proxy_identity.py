@@ -12,7 +12,7 @@ from nasrank.search.cli import main
 from nasrank.spaces.labels import LabelTable
 from nasrank.spaces.nb201 import NB201Space
 
-PROXIES = "synflow,nwot,jacob_cov,params"
+PROXIES = "synflow,nwot,jacov,params"
 NET = ["--supernet.channels", "4"]  # supernet paths and proxy networks: C=4, N=1
 
 

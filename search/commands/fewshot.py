@@ -12,7 +12,7 @@ from . import Command, Console, resolve_device
 from .stages import DATA_ROOT, DATASET, DEVICE, IMAGE_SIZE, OUT, SEED, SPACES, SUPERNETS
 from .stages import _supernet_for_space
 
-METRIC = Literal["gm", "grad_norm", "snip", "grasp", "synflow", "jacob_cov", "ntk",
+METRIC = Literal["gm", "grad_norm", "snip", "grasp", "synflow", "jacov", "jacob_cov", "ntk",
                  "linear_regions"]
 
 

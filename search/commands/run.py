@@ -51,7 +51,7 @@ class RunCommand(Command):
     lr: float = option(0.05, "SGD learning rate (supernet and stand-alone training)", low=0.0,
                        low_open=True)
     archs: int = option(300, "weak-labelled architectures", low=1)
-    proxies: tuple[str, ...] = option(("synflow", "nwot", "jacob_cov"),
+    proxies: tuple[str, ...] = option(("synflow", "nwot", "jacov"),
                                       "zero-cost proxies added to the weak labels ('' for none)")
     pretrain_epochs: int = option(60, "predictor pretraining epochs", low=1)
     finetune_epochs: int = option(100, "predictor fine-tuning epochs at each fit", low=1)

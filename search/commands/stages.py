@@ -31,7 +31,7 @@ OUT = "output folder; rerunning with the same folder resumes"
 DATASET = "digits (embedded) | fashion-mnist | cifar10 | cifar100"
 DATA_ROOT = "folder with the dataset files (Fashion-MNIST IDX or CIFAR python format)"
 IMAGE_SIZE = "resize images to this side (default: the dataset's own)"
-PROXIES_ALL = ("synflow", "nwot", "jacob_cov", "snip", "grad_norm", "params", "flops")
+PROXIES_ALL = ("synflow", "nwot", "jacov", "snip", "grad_norm", "params", "flops")
 
 
 @COMMANDS.register("supernet-train")
@@ -103,7 +103,7 @@ class WeakLabelsCommand(Command):
 class ProxiesCommand(Command):
     """Score architectures with zero-cost proxies into a label table."""
 
-    examples = "  nasrank proxies --out runs/zc --num-archs 100 --proxies synflow,nwot,jacob_cov\n"
+    examples = "  nasrank proxies --out runs/zc --num-archs 100 --proxies synflow,nwot,jacov\n"
 
     out: str = option("runs/proxies", "output folder (proxies.csv, or proxies-<i>of<n>.csv)")
     space: Config = component(SPACES, "nb201", "search space")
