@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import socket
 import sys
@@ -42,8 +43,12 @@ _held: dict[tuple[str, str], int] = {}   # (folder, lock name) -> depth, this pr
 _mutex = threading.Lock()
 
 
+logger = logging.getLogger(__name__)
+
+
 def _log(msg: str) -> None:
-    print(f"nasrank: {msg}", file=sys.stderr, flush=True)
+    """A lock event the user should see (a stale lock taken over): a logging warning."""
+    logger.warning(msg)
 
 
 def read_holder(lock_file: str | os.PathLike) -> tuple[int | None, str, str]:

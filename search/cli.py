@@ -23,6 +23,7 @@ Bad input exits with status 2 and one line ``nasrank: error: ...``, never a trac
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tomllib
@@ -335,12 +336,41 @@ def to_toml(cmd: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (pytest's capture, a
+    redirected stream), one ``nasrank: message`` line per record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("nasrank: %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; always stderr
+        pass
+
+
+def configure_logging(quiet: bool) -> None:
+    """The library logs through ``logging`` (``nasrank.*`` loggers); the command shows those
+    records on stderr: INFO and above by default (one line per trained architecture...),
+    WARNING and above under ``--quiet``. Calling it again replaces the earlier setting."""
+    log = logging.getLogger("nasrank")
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    for h in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(h)
+    log.addHandler(_StderrHandler())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from nasrank.search.commands import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cmd, quiet = _parse(argv)
+        configure_logging(quiet)
         from nasrank.locking import command_lock
 
         with command_lock(cmd):  # one writer per --out (shards: one per shard), refused at once

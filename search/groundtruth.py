@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -42,6 +43,8 @@ from nasrank.errors import (ConfigError, LabelTableError, NasrankError, OutputLo
 from nasrank.registry import Config, option
 from nasrank.safeio import disk_full_guard, open_append, refuse_symlink
 from nasrank.spaces.base import Arch, SearchSpace, sample_unique
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "nasrank ground truth"
 FORMAT_VERSION = 1
@@ -547,6 +550,8 @@ def _run_jobs(recipe: Recipe, space: SearchSpace, keys: list[str], seeds: list[i
                "valid_loss": float(res.valid_loss), "test_loss": float(res.test_loss),
                "seconds": round(time.perf_counter() - t0, 3)}
         _append_row(path, row)
+        logger.info("trained %s seed %d: valid_acc %.4f, test_acc %.4f (%.1f s)", row["arch"],
+                    seed, row["valid_acc"], row["test_acc"], row["seconds"])
         rows.append(row)
         bar.update(1)
         if on_row is not None:

@@ -14,6 +14,7 @@ carries on from where the record ends.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import time
@@ -27,6 +28,8 @@ from nasrank.spaces.benchmarks import Benchmark
 from nasrank.errors import LabelTableError, NasrankError
 
 from .records import Query, RunRecord
+
+logger = logging.getLogger(__name__)
 
 
 class BudgetExhausted(NasrankError):
@@ -162,7 +165,11 @@ class TrainingOracle:
         res = train_standalone((self.space, arch), self.data, epochs=self.epochs,
                                batch_size=self.batch_size, lr=self.lr, device=self.device,
                                seed=self.seed, checkpoint=ckpt, **self.train_kwargs)
-        return Evaluation(float(res.valid_acc), float(res.test_acc), time.perf_counter() - t0)
+        secs = time.perf_counter() - t0
+        logger.info("trained %s: valid_acc %.4f, test_acc %.4f (%d epochs, %.1f s)",
+                    self.space.format(arch), float(res.valid_acc), float(res.test_acc),
+                    self.epochs, secs)
+        return Evaluation(float(res.valid_acc), float(res.test_acc), secs)
 
     def describe(self) -> dict[str, Any]:
         return {"oracle": "training", "space": self.space.name,

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from nasrank.spaces.labels import LabelTable
 
 from . import stages
 from .report import format_table
+
+logger = logging.getLogger(__name__)
 
 
 class OutputDirError(NasrankError):
@@ -206,9 +209,12 @@ def _scores(model: Any, archs: Sequence[Any]) -> np.ndarray:
 def write_run_report(out: Path, space: Any, table: LabelTable, pretrained: Any,
                      results: Mapping[str, Any], timings: Mapping[str, float], *,
                      archs: Mapping[str, Any] | None = None,
-                     say: Any = print) -> dict[str, Any]:
-    """results.json, queries.csv, the three PNG plots, and a printed summary table.
-    ``archs``: the architecture of each trained key (default: parsed from the key)."""
+                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """results.json, queries.csv, the three PNG plots, and a summary table told to ``say``
+    (default: this module's logger at INFO). ``archs``: the architecture of each trained key
+    (default: parsed from the key)."""
+    if say is None:
+        say = logger.info
     from nasrank.predictor.metrics import kendall_tau, spearman
 
     from .plots import best_so_far_curves, correlation_heatmap, scatter_predicted_vs_true
@@ -502,9 +508,9 @@ def predict_command(cfg: Any, console: Any, *, device: str) -> None:
         LabelTable([sp.format(cand[i]) for i in order], {"score": scores[order]},
                    space=sp.name).to_csv(outp / "predictions.csv")
         console.say(f"{len(cand)} predictions written to {outp / 'predictions.csv'}")
-    print(format_table(["rank", "score", "architecture"],
-                       [[r + 1, float(scores[i]), sp.format(cand[i])]
-                        for r, i in enumerate(order[:cfg.top])]))
+    console.result(format_table(["rank", "score", "architecture"],
+                                [[r + 1, float(scores[i]), sp.format(cand[i])]
+                                 for r, i in enumerate(order[:cfg.top])]))
 
 
 def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
@@ -543,9 +549,10 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     (outp / "result.json").write_text(json.dumps({**res.to_dict(), KEY: versions()}, indent=2,
                                                  default=str))
     rep = cfg.report or cfg.metric
-    print(format_table(["method", "queries", f"best {cfg.metric}", f"its {rep}", "architecture"],
-                       [[method.name, len(res.queries), res.best_value, res.best_reported,
-                         res.best_arch]]))
+    console.result(format_table(["method", "queries", f"best {cfg.metric}", f"its {rep}",
+                                "architecture"],
+                                [[method.name, len(res.queries), res.best_value,
+                                  res.best_reported, res.best_arch]]))
     console.say(f"record: {record}; queries: {outp / 'queries.csv'}")
     return res.to_dict()
 

@@ -38,7 +38,8 @@ TOML keys (``search/cli.py`` generates both, help text from the field help, defa
 Rules: keep module-level imports light (``nasrank --help`` imports every command module and must
 stay fast): import torch, PyG, optuna... inside ``run``. Raise a
 :class:`~nasrank.errors.NasrankError` subclass for bad input (the CLI prints one line, exit 2).
-Print through ``console.say`` (silent under ``--quiet``) and pass ``console.progress`` as the
+Print through ``console.say`` (silent under ``--quiet``) or ``console.result`` (the command's
+result, also under ``--quiet``), log per-item progress with ``logging``, and pass ``console.progress`` as the
 ``progress=`` of library calls (tqdm bars only on a terminal). Field types: int, float, str,
 bool (``--flag/--no-flag``), ``tuple[str, ...]`` (comma-separated), ``X | None``, and
 :func:`~nasrank.registry.component` fields (a registered entry chosen by name).
@@ -72,8 +73,14 @@ class Console:
         return not self.quiet and sys.stderr.isatty()
 
     def say(self, msg: str = "") -> None:
+        """One progress line on stdout (nothing under ``--quiet``)."""
         if not self.quiet:
             print(msg, flush=True)
+
+    def result(self, msg: str = "") -> None:
+        """The command's result on stdout (a table the user asked for): printed even under
+        ``--quiet``. Library modules never print; they log (``logging``) or return values."""
+        print(msg, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
