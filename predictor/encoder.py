@@ -151,7 +151,7 @@ class PredictorNet(nn.Module):
     def __init__(
         self, node_dim: int, k: int, hparam_dim: int, num_tasks: int, *, hidden: int = 128,
         num_layers: int = 4, embedding_dim: int = 128, head_hidden: int = 128,
-        dropout: float = 0.0, head_dropout: float = 0.0,
+        dropout: float = 0.0, head_dropout: float = 0.0, hybrid_labels: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not (
@@ -173,6 +173,17 @@ class PredictorNet(nn.Module):
             for i, head in enumerate((self.rank_head, self.aux_head)):
                 if head is not None:
                     head[1] = nn.Sequential(nn.ReLU(), SeededDropout(self.head_dropout, seed + i))
+        # Hybrid head (issue 15): the ranking head also reads the architecture's weak-label
+        # vector, into its hidden layer and straight into the score. Built last and zeroed, so
+        # the other weights are those of ``hybrid_labels=0`` under the same seed and a fresh
+        # hybrid head scores exactly like the plain one.
+        self.hybrid_labels = int(hybrid_labels)
+        if self.hybrid_labels > 0:
+            self.label_in = nn.Linear(self.hybrid_labels, head_hidden, bias=False)
+            self.label_skip = nn.Linear(self.hybrid_labels, 1, bias=False)
+            with torch.no_grad():
+                self.label_in.weight.zero_()
+                self.label_skip.weight.zero_()
 
     def reseed_dropout(self, seed: int) -> None:
         """Restart the dropout masks of the heads from ``seed`` (a no-op without dropout):
@@ -187,8 +198,23 @@ class PredictorNet(nn.Module):
         return z
 
     def forward(self, x, edge_index, batch, num_graphs, hparams=None) -> torch.Tensor:
-        """Ranking score, ``[num_graphs]``."""
+        """Ranking score, ``[num_graphs]`` (a hybrid head: see :meth:`forward_hybrid`)."""
+        if self.hybrid_labels > 0:
+            raise RuntimeError("a hybrid head needs the weak-label vectors: call forward_hybrid")
         return self.rank_head(self.features(x, edge_index, batch, num_graphs, hparams)).squeeze(-1)
+
+    def forward_hybrid(self, x, edge_index, batch, num_graphs, hparams=None, *,
+                       labels: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Ranking score of the hybrid head, ``[num_graphs]``: the head reads the graph
+        features and a weak-label vector per graph (z-normalised, ``[num_graphs, T]``), the
+        measured one where ``known`` (``[num_graphs]`` bool) is True, else the pretraining
+        heads' prediction of it (no gradient flows into that stand-in)."""
+        if self.hybrid_labels <= 0 or self.aux_head is None:
+            raise RuntimeError("this network has no hybrid head (hybrid_labels=0 or no pretraining heads)")
+        f = self.features(x, edge_index, batch, num_graphs, hparams)
+        z = torch.where(known[:, None], labels, self.aux_head(f).detach())
+        h = self.rank_head[1](self.rank_head[0](f) + self.label_in(z))
+        return (self.rank_head[2](h) + self.label_skip(z)).squeeze(-1)
 
     def forward_aux(self, x, edge_index, batch, num_graphs, hparams=None) -> torch.Tensor:
         """Pretraining outputs, ``[num_graphs, num_tasks]``."""

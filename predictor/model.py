@@ -26,6 +26,7 @@ from .encoder import PredictorNet
 from .dense import DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .losses import LOSS_NAMES, acenas_relevance, get_loss, mse_loss
+from .metrics import kendall_tau
 
 CHECKPOINT_FORMAT = "nasrank-predictor-v1"
 
@@ -33,6 +34,8 @@ CHECKPOINT_FORMAT = "nasrank-predictor-v1"
 # read-out of the pretrained head; larger steps undo that read-out (NB201, N = 100, BENCHMARKS.md:
 # LambdaRank at 3e-5 keeps Kendall tau >= 0.80, at 1e-3 it fell to ~0.71-0.74).
 PRETRAINED_FINETUNE_LR = 3e-5
+#: What ``fit``'s early stopping keeps: lowest validation loss, or highest validation Kendall tau.
+FIT_SELECT = ("loss", "kendall")
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -75,13 +78,19 @@ class RankingPredictor:
         dense: batch layout of the encoder (same weights and outputs either way): padded
             tensors and batched matmuls (fast at small batches), or sparse message passing;
             ``None`` picks dense when ``space.max_nodes <= DENSE_MAX_NODES`` (32).
+        hybrid: the ranking head also reads each architecture's weak-label vector (issue 15):
+            the measured one for the archs of the pretraining table (and any added with
+            :meth:`add_measured_labels`), else the pretraining heads' prediction of it. Needs
+            ``pretrain`` before ``fit``; ``fit`` starts from the ridge read-out of the
+            pretrained hidden layer *and* the labels, so measured cheap labels count at
+            predict time instead of only shaping the embedding.
     """
 
     def __init__(
         self, space: SearchSpace, *, device: str | torch.device = "cpu", seed: int = 0,
         hidden: int = 128, num_layers: int = 4, embedding_dim: int = 128,
         head_hidden: int = 128, dropout: float = 0.0, head_dropout: float = 0.0,
-        dense: bool | None = None,
+        dense: bool | None = None, hybrid: bool = False,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise NasrankError(f"seed must be an int, got {seed!r}")
@@ -96,6 +105,10 @@ class RankingPredictor:
             "dropout": _check_nonneg_float("dropout", dropout),
             "head_dropout": _check_nonneg_float("head_dropout", head_dropout),
         }
+        if not isinstance(hybrid, bool):
+            raise NasrankError(f"hybrid must be True or False, got {hybrid!r}")
+        self.hybrid = hybrid
+        self._measured: dict[str, np.ndarray] = {}  # canonical key -> z-normalised weak labels
         self._graphs = GraphCache(space, dense=dense)
         self.label_names: list[str] = []
         self.label_mean = np.zeros(0)
@@ -115,6 +128,7 @@ class RankingPredictor:
             net = PredictorNet(
                 self.space.node_feature_dim, self.space.max_nodes, self.space.hparam_dim,
                 num_tasks, **self.hparams_cfg,
+                hybrid_labels=num_tasks if self.hybrid else 0,
             )
         return net.to(self.device)
 
@@ -128,8 +142,53 @@ class RankingPredictor:
     def _batch(self, keys: Sequence[str]) -> GraphBatch | DenseGraphBatch:
         return self._graphs.batch(keys).to(self.device)
 
-    def _scores(self, gb: GraphBatch | DenseGraphBatch) -> torch.Tensor:
-        return self.net(*gb.inputs())
+    def _scores(self, gb: GraphBatch | DenseGraphBatch, keys: Sequence[str]) -> torch.Tensor:
+        if not self.net.hybrid_labels:
+            return self.net(*gb.inputs())
+        labels, known = self._measured_batch(keys)
+        return self.net.forward_hybrid(*gb.inputs(), labels=labels, known=known)
+
+    def _measured_batch(self, keys: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[len(keys), T]`` z-normalised measured weak labels (zeros where unknown) and the
+        ``[len(keys)]`` mask of the keys that have them."""
+        t = len(self.label_names)
+        rows = [self._measured.get(k) for k in keys]
+        known = torch.tensor([r is not None for r in rows], dtype=torch.bool)
+        mat = np.stack([r if r is not None else np.zeros(t, dtype=np.float32) for r in rows])
+        return (torch.from_numpy(mat).to(self.device), known.to(self.device))
+
+    def as_hybrid(self, archs: Sequence[Any], labels: Mapping[str, Any] | LabelTable) -> RankingPredictor:
+        """A hybrid copy of this pretrained predictor (same pretrained weights, e.g. from an older
+        checkpoint) whose ranking head also reads the measured weak labels of ``archs``
+        (``labels``: every pretraining label, in its own units). ``self`` is left unchanged."""
+        if not self.pretrained:
+            raise NasrankError("as_hybrid needs a pretrained predictor; call pretrain() first")
+        new = copy.deepcopy(self)
+        new.hybrid, new._measured = True, {}
+        start = new._start_state
+        new.net = new._build(num_tasks=len(new.label_names))
+        new.net.load_state_dict(start, strict=False)  # the hybrid layers start at zero
+        new._start_state = copy.deepcopy(new.net.state_dict())
+        new.loss_name = None
+        new.add_measured_labels(archs, labels)
+        return new
+
+    def add_measured_labels(self, archs: Sequence[Any], labels: Mapping[str, Any]) -> None:
+        """Give a hybrid predictor the measured weak labels of more architectures (e.g. the
+        zero-cost proxies of new candidates): ``labels`` maps every pretraining label name to one
+        value per arch, in the labels' own units. Later ``fit``/``predict`` calls use them in
+        place of the predicted labels."""
+        if not self.hybrid or not self.pretrained:
+            raise NasrankError("add_measured_labels needs a hybrid predictor after pretrain()")
+        keys = self._keys(archs, "add_measured_labels")
+        missing = [n for n in self.label_names if n not in labels]
+        if missing:
+            raise LabelTableError(f"measured labels lack {missing}; a hybrid head reads all of "
+                                  f"{self.label_names}")
+        _, mat = self._label_matrix(archs, keys, labels, self.label_names)
+        z = ((mat - self.label_mean) / self.label_std).astype(np.float32)
+        for key, row in zip(keys, z):
+            self._measured[key] = row
 
     # ------------------------------------------------------------------ pretraining
     def _label_matrix(
@@ -219,6 +278,7 @@ class RankingPredictor:
         std = np.where(std > 0, std, 1.0)  # a constant label is all zeros after centring
         z = torch.tensor((mat - mean) / std, dtype=torch.float32)
         self.label_names, self.label_mean, self.label_std = names, mean, std
+        self._measured = ({k: row for k, row in zip(keys, z.numpy())} if self.hybrid else {})
 
         # fresh start: seeded encoder + a seeded multi-task head sized for these labels
         self.net = self._build(num_tasks=len(names))
@@ -264,7 +324,8 @@ class RankingPredictor:
         self, archs: Sequence[Any], y: Sequence[float], *, loss: str = "lambdarank",
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
         weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
-        margin: float | str = 0.1, probe_alpha: float = 10.0, progress: bool = False,
+        margin: float | str = 0.1, probe_alpha: float = 10.0, select: str = "loss",
+        progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
@@ -275,7 +336,10 @@ class RankingPredictor:
         drives early stopping (``patience`` epochs) on the same loss, and the best weights
         (the starting weights included) are kept. Always restarts from the pretrained (or
         seeded initial) weights. ``lr=None``: 5e-3 from scratch (AceNAS), after ``pretrain``
-        :data:`PRETRAINED_FINETUNE_LR`."""
+        :data:`PRETRAINED_FINETUNE_LR`. ``select``: what early stopping keeps, ``"loss"``
+        (lowest validation loss) or ``"kendall"`` (highest validation Kendall tau, the loss
+        breaking ties; the start wins a tie, so fine-tuning never ends below its starting
+        point's validation tau)."""
         loss_fn = get_loss(loss)
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
@@ -287,6 +351,10 @@ class RankingPredictor:
         probe_alpha = _check_nonneg_float("probe_alpha", probe_alpha)
         if vf >= 1:
             raise NasrankError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+        if self.hybrid and not self.pretrained:
+            raise NasrankError("a hybrid predictor reads pretrained weak labels: call pretrain() before fit()")
+        if select not in FIT_SELECT:
+            raise NasrankError(f"select must be one of {FIT_SELECT}, got {select!r}")
         keys = self._keys(archs, "fit")
         y_arr = np.asarray(y, dtype=np.float64).reshape(-1)
         if y_arr.shape[0] != len(keys):
@@ -325,15 +393,23 @@ class RankingPredictor:
         opt = _adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(train_idx) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-        valid_gb = self._batch([keys[i] for i in valid_idx.tolist()]) if n_valid else None
+        valid_keys = [keys[i] for i in valid_idx.tolist()]
+        valid_gb = self._batch(valid_keys) if n_valid else None
         valid_t = target[valid_idx].to(self.device)
+        valid_y = y_arr[valid_idx.numpy()]
 
-        def valid_loss() -> float:
+        def valid_loss() -> tuple[float, float]:
+            """(criterion, loss) on the validation split, lower = better."""
             self.net.eval()
             with torch.no_grad():
-                return float(loss_fn(self._scores(valid_gb).unsqueeze(0), valid_t.unsqueeze(0), **extra))
+                s = self._scores(valid_gb, valid_keys)
+                v = float(loss_fn(s.unsqueeze(0), valid_t.unsqueeze(0), **extra))
+            if select == "kendall":
+                tau = kendall_tau(valid_y, s.double().cpu().numpy())
+                return (-(tau if math.isfinite(tau) else 0.0), v)  # NaN: constant scores or labels
+            return (v, v)
 
-        best, best_state, since = math.inf, None, 0
+        best, best_state, since = (math.inf, math.inf), None, 0
         if valid_gb is not None:  # the starting point (e.g. the ridge read-out) competes too
             best, best_state = valid_loss(), copy.deepcopy(self.net.state_dict())
         for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
@@ -344,7 +420,7 @@ class RankingPredictor:
                 if len(idx) < 2 and loss != "mse":
                     continue  # a one-item list has no pairs to rank
                 gb = self._batch([keys[i] for i in idx.tolist()])
-                out = self._scores(gb).unsqueeze(0)
+                out = self._scores(gb, [keys[i] for i in idx.tolist()]).unsqueeze(0)
                 l = loss_fn(out, target[idx].to(self.device).unsqueeze(0), **extra)
                 opt.zero_grad(set_to_none=True)
                 l.backward()
@@ -353,7 +429,7 @@ class RankingPredictor:
             if valid_gb is None:
                 continue
             v = valid_loss()
-            if v < best - 1e-9:
+            if v[0] < best[0] - 1e-9 or (v[0] <= best[0] + 1e-9 and v[1] < best[1] - 1e-9):
                 best, since = v, 0
                 best_state = copy.deepcopy(self.net.state_dict())
             else:
@@ -379,11 +455,20 @@ class RankingPredictor:
         aux_hidden = self.net.aux_head[0]
         feats = self.net.features(*gb.inputs())
         h = self.net.aux_head[:2](feats)  # the head's hidden layer and its activation
-        ridge = Ridge(alpha=alpha).fit(h.double().cpu().numpy(), target.astype(np.float64))
+        x = h.double().cpu().numpy()
+        if self.net.hybrid_labels:  # the read-out also sees the (measured or predicted) labels
+            labels, known = self._measured_batch(keys)
+            z = torch.where(known[:, None], labels, self.net.aux_head(feats))
+            x = np.concatenate([x, z.double().cpu().numpy()], axis=1)
+        ridge = Ridge(alpha=alpha).fit(x, target.astype(np.float64))
+        coef = torch.tensor(ridge.coef_, dtype=torch.float32).reshape(1, -1)
         rank_hidden, rank_out = self.net.rank_head[0], self.net.rank_head[2]
         rank_hidden.load_state_dict(aux_hidden.state_dict())
-        rank_out.weight.copy_(torch.tensor(ridge.coef_, dtype=torch.float32).reshape(1, -1))
+        rank_out.weight.copy_(coef[:, :h.shape[1]])
         rank_out.bias.fill_(float(ridge.intercept_))
+        if self.net.hybrid_labels:
+            self.net.label_in.weight.zero_()
+            self.net.label_skip.weight.copy_(coef[:, h.shape[1]:])
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -396,7 +481,8 @@ class RankingPredictor:
         self.net.eval()
         out = []
         for s in range(0, len(unique), batch_size):
-            out.append(self._scores(self._batch(unique[s:s + batch_size])).float().cpu())
+            chunk = unique[s:s + batch_size]
+            out.append(self._scores(self._batch(chunk), chunk).float().cpu())
         scores = torch.cat(out).numpy().astype(np.float64)
         if self.loss_name == "mse":
             scores = scores * self.y_std + self.y_mean
@@ -427,6 +513,10 @@ class RankingPredictor:
             "space_dims": [self.space.node_feature_dim, self.space.max_nodes, self.space.hparam_dim],
             "seed": self.seed,
             "hparams": dict(self.hparams_cfg),
+            "hybrid": self.hybrid,
+            "measured_keys": list(self._measured),
+            "measured": (torch.from_numpy(np.stack(list(self._measured.values())))
+                         if self._measured else torch.zeros(0)),
             "label_names": list(self.label_names),
             "label_mean": [float(v) for v in self.label_mean],
             "label_std": [float(v) for v in self.label_std],
@@ -471,7 +561,11 @@ class RankingPredictor:
                 f"checkpoint {os.fspath(path)!r} has graph dims (node features, max nodes, hparams) "
                 f"{ckpt['space_dims']}, but space {space.name!r} has {dims}"
             )
-        p = cls(space, device=device, seed=ckpt["seed"], **ckpt["hparams"])
+        p = cls(space, device=device, seed=ckpt["seed"], hybrid=bool(ckpt.get("hybrid", False)),
+                **ckpt["hparams"])
+        if ckpt.get("measured_keys"):  # absent from checkpoints before the hybrid head
+            rows = ckpt["measured"].numpy().astype(np.float32)
+            p._measured = {k: rows[i] for i, k in enumerate(ckpt["measured_keys"])}
         p.label_names = list(ckpt["label_names"])
         p.label_mean = np.asarray(ckpt["label_mean"], dtype=np.float64)
         p.label_std = np.asarray(ckpt["label_std"], dtype=np.float64)

@@ -1,0 +1,161 @@
+"""NB201 predictor from cheap weak labels only (issue 15).
+
+Pretraining labels: the 13 published zero-cost proxies of NAS-Bench-Suite-Zero (they include
+params and FLOPs), computed on CIFAR-10 at initialisation. Never the 12-epoch accuracies (a real
+training of every cell). Evaluation over the 9,445 canonical cells; for each target and seed, N
+training cells drawn with ``numpy.random.default_rng(seed)`` (the issue-3 protocol).
+
+Methods (one pretraining, seed 0, shared by every ``pre_``/``hyb_`` method):
+  rf            random forest on one-hot ops + the 13 proxies (the issue-3 baseline)
+  pre_start     the fine-tuning start: ridge read-out of the pretrained hidden layer (lr 0)
+  pre_lr        pretrained, LambdaRank, early stopping on the validation loss (issue 3)
+  pre_margin    pretrained, margin ranking, early stopping on the validation loss (issue 3)
+  pre_lr_k      as pre_lr, early stopping on the validation Kendall tau
+  pre_margin_k  as pre_margin, early stopping on the validation Kendall tau
+  hyb_start     hybrid head start: ridge read-out of [pretrained hidden layer, measured proxies]
+  hyb_lr        hybrid head, LambdaRank, early stopping on the validation Kendall tau
+  hyb_margin    hybrid head, margin ranking, early stopping on the validation Kendall tau
+
+  python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --seeds 0-9
+  python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_predictor_nb201 import ZC, clean_proxy, parse_seeds, rf_features
+from nasrank.predictor import RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
+from nasrank.spaces.benchmarks import canonical_subset, load_nb201
+
+METHODS = ["rf", "pre_start", "pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k",
+           "hyb_start", "hyb_lr", "hyb_margin"]
+
+
+def cheap_labels(table) -> dict[str, np.ndarray]:
+    """The 13 zero-cost proxies, cleaned (failure sentinels -> column minimum, heavy tails
+    log-scaled); nothing that needs training."""
+    return {f"zc_{n}": clean_proxy(n, table.column(f"zc_{n}")) for n in ZC}
+
+
+def pretrained_pair(args, bench, archs, labels):
+    """(plain, hybrid) predictors sharing one pretraining (cached in --work)."""
+    ckpt = Path(args.work) / f"pretrained_zc_e{args.pre_epochs}_b{args.pre_batch}.pt"
+    if not ckpt.exists():
+        pre = RankingPredictor(bench.space, device=args.device, seed=0)
+        t0 = time.time()
+        hist = pre.pretrain(archs, labels, epochs=args.pre_epochs, batch_size=args.pre_batch)
+        pre.save(ckpt)
+        (Path(args.work) / "pretrain_log.json").write_text(json.dumps(
+            {"seconds": time.time() - t0, "epochs": args.pre_epochs, "batch": args.pre_batch,
+             "labels": pre.label_names, "loss_last": hist["loss"][-1]}))
+    plain = RankingPredictor.load(ckpt, space=bench.space, device=args.device)
+    return plain, plain.as_hybrid(archs, labels)
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    bench = canonical_subset(load_nb201(args.data))
+    archs = [bench.archs[k] for k in bench.table.keys]
+    labels = cheap_labels(bench.table)
+    feats = rf_features(archs, bench.table)
+    out = work / args.out
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["target"], r["n"], r["seed"], r["method"]))
+    plain, hybrid = pretrained_pair(args, bench, archs, labels)
+    for target in args.targets:
+        y_all = bench.table.column(target)
+        for n in args.ns:
+            for seed in parse_seeds(args.seeds):
+                idx = np.random.default_rng(seed).choice(len(archs), size=n, replace=False)
+                tr_archs, tr_y = [archs[i] for i in idx], y_all[idx]
+                for method in args.methods:
+                    if (target, n, seed, method) in done:
+                        continue
+                    t0 = time.time()
+                    if method == "rf":
+                        from sklearn.ensemble import RandomForestRegressor
+
+                        rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
+                        scores = rf.fit(feats[idx], tr_y).predict(feats)
+                    else:
+                        p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
+                        p.seed = seed  # split / batch order of the fine-tuning run
+                        kind = method.split("_", 1)[1]
+                        if kind == "start":
+                            p.fit(tr_archs, tr_y, loss="lambdarank", epochs=1, lr=0.0)
+                        else:
+                            loss = "margin" if kind.startswith("margin") else "lambdarank"
+                            select = ("kendall" if kind.endswith("_k") or method.startswith("hyb_")
+                                      else "loss")
+                            p.fit(tr_archs, tr_y, loss=loss, epochs=args.ft_epochs,
+                                  patience=args.patience, select=select)
+                        scores = p.predict(archs)
+                    rec = {
+                        "target": target, "n": n, "seed": seed, "method": method,
+                        "kendall_tau": kendall_tau(y_all, scores),
+                        "ndcg_exp@10": ndcg_at_k(y_all, scores, 10, gain="exp"),
+                        "ndcg_lin@10": ndcg_at_k(y_all, scores, 10, gain="lin"),
+                        "precision@1%": precision_at_k(y_all, scores, 0.01),
+                        "seconds": time.time() - t0,
+                    }
+                    with open(out, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    print(json.dumps(rec), flush=True)
+
+
+def report(args: argparse.Namespace) -> None:
+    groups = defaultdict(list)
+    for line in (Path(args.work) / args.out).read_text().splitlines():
+        r = json.loads(line)
+        if r["seed"] in set(parse_seeds(args.seeds)):
+            groups[(r["target"], r["n"], r["method"])].append(r)
+    print("| target | N | method | seeds | Kendall tau | NDCG_exp@10 | NDCG_lin@10 | precision@1% | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def cell(rs: list, m: str) -> str:
+        v = [r[m] for r in rs]
+        return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+
+    for key in sorted(groups, key=lambda g: (g[0], g[1], METHODS.index(g[2]))):
+        rs = groups[key]
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {cell(rs, 'kendall_tau')} | "
+              f"{cell(rs, 'ndcg_exp@10')} | {cell(rs, 'ndcg_lin@10')} | {cell(rs, 'precision@1%')} "
+              f"| {np.mean([r['seconds'] for r in rs]):.0f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/nb201/nb201.csv")
+    ap.add_argument("--work", default="runs/bench_cheap")
+    ap.add_argument("--out", default="nb201_cheap.jsonl")
+    ap.add_argument("--targets", nargs="+", default=["cifar10_valid", "cifar100_test"])
+    ap.add_argument("--ns", nargs="+", type=int, default=[100])
+    ap.add_argument("--seeds", nargs="+", default=["0-9"])
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--ft-epochs", type=int, default=300)
+    ap.add_argument("--patience", type=int, default=50)
+    ap.add_argument("--pre-epochs", type=int, default=100)
+    ap.add_argument("--pre-batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    report(args) if args.report else run(args)
+
+
+if __name__ == "__main__":
+    main()
