@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 
 from .base import SearchSpace
 from nasrank.errors import LabelTableError, NasrankError
+from nasrank.proxy_names import canonical_column
 from .labels import LabelTable
 from .nb201 import EDGES, NB201Arch, NB201Space, parse_arch
 
@@ -207,6 +208,19 @@ NB201_SENTINELS: dict[str, float] = {
 }
 
 
+def clear_sentinels(names: Sequence[str], values: list[float]) -> str:
+    """Turn the published failure sentinels (:data:`NB201_SENTINELS`) of one row into NaN, in
+    place (``values[j]`` is column ``names[j]``); return the row's note naming what was
+    cleared (``""`` when nothing was). Every loader and converter of the public files uses it."""
+    failed = []
+    for j, name in enumerate(names):
+        bad = NB201_SENTINELS.get(name)
+        if bad is not None and values[j] == bad:
+            values[j] = math.nan
+            failed.append(f"{name}={bad:g}")
+    return f"published failure sentinel: {', '.join(failed)}" if failed else ""
+
+
 def load_nb201(path: str | os.PathLike) -> Benchmark:
     """NAS-Bench-201 as published in ``nb201.csv`` (one row per cell, ``arch_str`` plus numeric
     columns: accuracies, 12-epoch accuracies, ``zc_*`` proxies, ``hw_*`` latencies).
@@ -228,8 +242,7 @@ def load_nb201(path: str | os.PathLike) -> Benchmark:
                     )
             a_col = header.index("arch_str")
             numeric = [(j, h) for j, h in enumerate(header) if h not in ("arch_str", "index")]
-            sentinels = [(k, j, h, NB201_SENTINELS[h]) for k, (j, h) in enumerate(numeric)
-                         if h in NB201_SENTINELS]
+            names = [h for _, h in numeric]
             keys, rows, archs, notes = [], [], {}, []
             for rec in reader:
                 lineno = reader.line_num
@@ -252,16 +265,11 @@ def load_nb201(path: str | os.PathLike) -> Benchmark:
                         raise LabelTableError(
                             f"{str(file)!r} line {lineno}: column {h!r} has non-numeric value "
                             f"{v!r}") from None
-                failed = []
-                for k, _, h, bad in sentinels:
-                    if vals[k] == bad:
-                        vals[k] = math.nan
-                        failed.append(f"{h}={bad:g}")
                 key = space.format(arch)
                 keys.append(key)
                 archs[key] = arch
                 rows.append(vals)
-                notes.append(f"published failure sentinel: {', '.join(failed)}" if failed else "")
+                notes.append(clear_sentinels(names, vals))
     except UnicodeDecodeError as err:
         raise LabelTableError(
             f"NB201 file {str(file)!r} is not UTF-8 text (byte {err.start}); expected a CSV") from None
@@ -269,7 +277,6 @@ def load_nb201(path: str | os.PathLike) -> Benchmark:
         raise LabelTableError(f"NB201 file {str(file)!r} is not a valid CSV: {err}") from None
     if not keys:
         raise LabelTableError(f"NB201 file {str(file)!r} has no rows")
-    names = [h for _, h in numeric]
     data = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
     table = LabelTable(keys, {h: data[:, j] for j, h in enumerate(names)}, space=space.name,
                        notes=notes)
@@ -305,22 +312,24 @@ def naslib_nb201_to_arch(text: str) -> NB201Arch:
     return NB201Arch(tuple(ops[e] for e in EDGES))
 
 
-def load_nbsuite_zero(
+def read_nbsuite_zero(
     path: str | os.PathLike, *, dataset: str = "cifar10", space: SearchSpace | None = None,
-) -> LabelTable:
-    """Read NAS-Bench-Suite-Zero's json layout
-    ``{dataset: {arch_key: {"val_accuracy": x, <proxy>: {"score": s, ...}, ...}}}``
-    into a label table with columns ``val_accuracy`` and ``zc_<proxy>``.
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """The architectures and the raw columns (``val_accuracy``, ``zc_<proxy>``, published
+    failure sentinels kept) of one dataset of NAS-Bench-Suite-Zero's json
+    ``{dataset: {arch_key: {"val_accuracy": x, <proxy>: {"score": s, ...}, ...}}}``.
 
-    NB201 keys may be official strings or NASLib op-index tuples; other spaces' keys are parsed
-    with ``space.parse``. Keys are stored canonically (``space.key``).
+    ``path``: the json, or a folder holding ``zc_nasbench201.json``. NB201 keys may be official
+    strings or NASLib op-index tuples; other spaces' keys are parsed with ``space.parse``.
+    Proxy names are made canonical (:mod:`nasrank.proxy_names`); columns are sorted by name,
+    the order of the published ``nb201.csv``. A missing value is NaN.
     """
     space = space or NB201Space()
-    file = _resolve(path, (f"zc_nasbench201.json",), "NAS-Bench-Suite-Zero")
+    file = _resolve(path, ("zc_nasbench201.json",), "NAS-Bench-Suite-Zero")
     try:
-        with open(file) as f:
+        with open(file, encoding="utf-8") as f:
             data = json.load(f)
-    except json.JSONDecodeError as err:
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LabelTableError(f"{str(file)!r} is not valid JSON: {err}") from None
     if not isinstance(data, dict) or dataset not in data:
         have = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -328,25 +337,61 @@ def load_nbsuite_zero(
     entries = data[dataset]
     if not isinstance(entries, dict) or not entries:
         raise LabelTableError(f"dataset {dataset!r} in {str(file)!r} holds no architectures")
-    proxies = sorted({p for e in entries.values() for p, v in e.items() if isinstance(v, dict)})
-    names = ["val_accuracy"] + [f"zc_{p}" for p in proxies]
-    keys, rows = [], []
+    bad = next((k for k, e in entries.items() if not isinstance(e, dict)), None)
+    if bad is not None:
+        raise LabelTableError(f"{str(file)!r}: entry {bad!r} of {dataset!r} is "
+                              f"{type(entries[bad]).__name__}, expected an object of scores")
+    raw_proxies = {p for e in entries.values() for p, v in e.items() if isinstance(v, dict)}
+    by_name: dict[str, str] = {}
+    for p in sorted(raw_proxies):
+        name = canonical_column(f"zc_{p}")
+        if name in by_name:
+            raise LabelTableError(f"{str(file)!r} names proxy {name[3:]!r} twice: "
+                                  f"{by_name[name]!r} and {p!r}")
+        by_name[name] = p
+    names = ["val_accuracy"] + sorted(by_name)
+    archs, rows = [], []
     for raw_key, entry in entries.items():
         if space.name == "nb201" and raw_key.strip().startswith(("(", "[")):
             arch = naslib_nb201_to_arch(raw_key)
         else:
             arch = space.parse(raw_key)
-        row = [float(entry.get("val_accuracy", math.nan))]
-        for p in proxies:
-            v = entry.get(p)
-            if not isinstance(v, dict) or "score" not in v:
-                row.append(math.nan)
-            else:
-                row.append(float(v["score"]))
-        keys.append(space.key(arch))
+        row = [_score(entry.get("val_accuracy", math.nan), file, raw_key, "val_accuracy")]
+        for name in names[1:]:
+            v = entry.get(by_name[name])
+            row.append(math.nan if not isinstance(v, dict) or "score" not in v
+                       else _score(v["score"], file, raw_key, name))
+        archs.append(arch)
         rows.append(row)
     arr = np.asarray(rows, dtype=np.float64)
-    return LabelTable(keys, {n: arr[:, j] for j, n in enumerate(names)}, space=space.name)
+    return archs, {n: arr[:, j] for j, n in enumerate(names)}
+
+
+def _score(value: Any, file: Path, key: str, column: str) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        raise LabelTableError(f"{str(file)!r}: {column} of {key!r} is {value!r}, expected a "
+                              f"number") from None
+
+
+def load_nbsuite_zero(
+    path: str | os.PathLike, *, dataset: str = "cifar10", space: SearchSpace | None = None,
+) -> LabelTable:
+    """NAS-Bench-Suite-Zero's json (:func:`read_nbsuite_zero`) as a label table with columns
+    ``val_accuracy`` and ``zc_<proxy>``; the published failure sentinels become NaN with a
+    note. Keys are the measured cells as formatted by the space (NB201: the official string
+    of the exact cell, so cells that compute one function stay distinct rows), also kept as
+    the table's ``arch`` column."""
+    space = space or NB201Space()
+    archs, columns = read_nbsuite_zero(path, dataset=dataset, space=space)
+    names = list(columns)
+    rows = [[float(v) for v in r] for r in np.stack([columns[n] for n in names], axis=1)]
+    notes = [clear_sentinels(names, row) for row in rows]  # NaN in place, with the reason
+    data = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    keys = [space.format(a) for a in archs]
+    return LabelTable(keys, {n: data[:, j] for j, n in enumerate(names)}, space=space.name,
+                      notes=notes, archs=keys)
 
 
 # ----------------------------------------------------------------------------- dispatch

@@ -68,3 +68,22 @@ def test_wheel_holds_only_the_nasrank_package(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "nb201"
+
+
+def test_supported_python_versions_agree_with_the_metadata():
+    """3.11 is the lowest (the CLI reads TOML with tomllib), 3.13 the newest tested (issue 19);
+    the convert APIs are an optional extra, never a requirement."""
+    import re
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["requires-python"] == ">=3.11"
+    versions = [c.rsplit(" ", 1)[1] for c in meta["classifiers"]
+                if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert versions == ["3.11", "3.12", "3.13"]
+    assert sys.version_info >= (3, 11)
+    extra = meta["optional-dependencies"]["convert"]
+    assert {re.split(r"[<>=]", d)[0] for d in extra} == {"nats-bench", "nas-bench-201"}
+    assert not any(d.startswith(("nats-bench", "nas-bench-201")) for d in meta["dependencies"])
+    readme = (ROOT / "README.md").read_text()
+    assert "Python 3.11" in readme and "3.13" in readme
