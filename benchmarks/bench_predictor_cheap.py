@@ -18,6 +18,13 @@ Methods (one pretraining, seed 0, shared by every ``pre_``/``hyb_`` method):
 
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --seeds 0-9
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --report
+
+CVPR 2021 (``--cvpr``): pretrained on the published supernets' accuracies (both runs) + FLOPs +
+params of ``--cvpr-pre-archs`` archs (the 500 with ground truth among them; cached), fine-tuned on
+100 of the 500 labelled archs, Kendall tau on the other 400, per split seed; also the supernet
+mean and a ridge regression on the four measured labels (the hybrid head's linear part alone).
+
+  python benchmarks/bench_predictor_cheap.py --cvpr --work runs/bench_cheap --seeds 0-9
 """
 
 from __future__ import annotations
@@ -117,6 +124,75 @@ def run(args: argparse.Namespace) -> None:
                     print(json.dumps(rec), flush=True)
 
 
+CVPR_METHODS = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin"]
+
+
+def run_cvpr(args: argparse.Namespace) -> None:
+    from sklearn.linear_model import Ridge
+
+    from nasrank.spaces.cvpr2021 import load_cvpr2021_csv
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    bench = load_cvpr2021_csv(args.cvpr_data)
+    space, table = bench.space, bench.table
+    archs = [bench.archs[k] for k in table.keys]
+    cost = np.array([space.cost(a) for a in archs])
+    weak = {"supernet_acc_run1": table.column("supernet_acc_run1"),
+            "supernet_acc_run2": table.column("supernet_acc_run2"),
+            "flops": cost[:, 0], "params": cost[:, 1]}
+    gt_all = table.column("gt_acc")
+    lab = np.flatnonzero(np.isfinite(gt_all))
+    rest = np.setdiff1d(np.arange(len(archs)), lab)
+    pre_idx = np.r_[lab, np.random.default_rng(0).choice(rest, args.cvpr_pre_archs - len(lab),
+                                                        replace=False)]
+    ckpt = work / f"pretrained_cvpr_{args.cvpr_pre_archs}_e{args.cvpr_pre_epochs}_b{args.pre_batch}.pt"
+    if not ckpt.exists():
+        pre = RankingPredictor(space, device=args.device, seed=0)
+        t0 = time.time()
+        pre.pretrain([archs[i] for i in pre_idx], {k: v[pre_idx] for k, v in weak.items()},
+                     epochs=args.cvpr_pre_epochs, batch_size=args.pre_batch)
+        pre.save(ckpt)
+        print(f"pretrained in {time.time() - t0:.0f}s", flush=True)
+    plain = RankingPredictor.load(ckpt, space=space, device=args.device)
+    lab_archs = [archs[i] for i in lab]
+    hybrid = plain.as_hybrid(lab_archs, {k: v[lab] for k, v in weak.items()})
+    gt = gt_all[lab]
+    feats = np.log(np.stack([weak[k][lab] for k in weak], axis=1))
+    out = work / "cvpr2021_cheap.jsonl"
+    done = {json.loads(line)["seed"] for line in out.read_text().splitlines()} if out.exists() else set()
+    for seed in parse_seeds(args.seeds):
+        if seed in done:
+            continue
+        perm = np.random.default_rng(seed).permutation(len(lab))
+        tr, te = perm[:100], perm[100:]
+        rec = {"seed": seed, "supernet_mean": kendall_tau(
+            gt[te], weak["supernet_acc_run1"][lab][te] + weak["supernet_acc_run2"][lab][te])}
+        mu, sd = feats[tr].mean(0), feats[tr].std(0)
+        ridge = Ridge(alpha=10.0).fit((feats[tr] - mu) / sd, gt[tr])
+        rec["ridge_measured"] = kendall_tau(gt[te], ridge.predict((feats[te] - mu) / sd))
+        for method in args.cvpr_methods:
+            t0 = time.time()
+            p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
+            p.seed = seed
+            kind = method.split("_", 1)[1]
+            loss = "margin" if kind.startswith("margin") else "lambdarank"
+            select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else "loss"
+            p.fit([lab_archs[i] for i in tr], gt[tr], loss=loss, epochs=args.ft_epochs,
+                  patience=args.patience, select=select)
+            rec[method] = kendall_tau(gt[te], p.predict([lab_archs[i] for i in te]))
+            rec[f"{method}_seconds"] = time.time() - t0
+        with open(out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["seed"] in set(parse_seeds(args.seeds))]
+    for k in [k for k in rows[0] if k != "seed" and not k.endswith("seconds")]:
+        v = [r[k] for r in rows if k in r]
+        print(f"| {k} | {len(v)} | {np.mean(v):.3f} ± {np.std(v):.3f} | {min(v):.3f} |")
+
+
 def report(args: argparse.Namespace) -> None:
     groups = defaultdict(list)
     for line in (Path(args.work) / args.out).read_text().splitlines():
@@ -153,8 +229,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--cvpr", action="store_true", help="the CVPR 2021 channel-space benchmark")
+    ap.add_argument("--cvpr-data", default="../shared/data/cvpr2021_track1/archs.csv")
+    ap.add_argument("--cvpr-pre-archs", type=int, default=10_000)
+    ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
+    ap.add_argument("--cvpr-methods", nargs="+", default=CVPR_METHODS, choices=CVPR_METHODS)
     args = ap.parse_args()
-    report(args) if args.report else run(args)
+    if args.cvpr:
+        run_cvpr(args)
+    elif args.report:
+        report(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -324,7 +324,7 @@ class RankingPredictor:
         self, archs: Sequence[Any], y: Sequence[float], *, loss: str = "lambdarank",
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
         weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
-        margin: float | str = 0.1, probe_alpha: float = 10.0, select: str = "loss",
+        margin: float | str = 0.1, probe_alpha: float = 10.0, select: str | None = None,
         progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
@@ -339,7 +339,8 @@ class RankingPredictor:
         :data:`PRETRAINED_FINETUNE_LR`. ``select``: what early stopping keeps, ``"loss"``
         (lowest validation loss) or ``"kendall"`` (highest validation Kendall tau, the loss
         breaking ties; the start wins a tie, so fine-tuning never ends below its starting
-        point's validation tau)."""
+        point's validation tau); ``None``: ``"kendall"`` for the ranking losses, ``"loss"``
+        for ``mse``."""
         loss_fn = get_loss(loss)
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
@@ -353,6 +354,8 @@ class RankingPredictor:
             raise NasrankError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
         if self.hybrid and not self.pretrained:
             raise NasrankError("a hybrid predictor reads pretrained weak labels: call pretrain() before fit()")
+        if select is None:
+            select = "loss" if loss == "mse" else "kendall"
         if select not in FIT_SELECT:
             raise NasrankError(f"select must be one of {FIT_SELECT}, got {select!r}")
         keys = self._keys(archs, "fit")

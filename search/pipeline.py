@@ -412,9 +412,12 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
 
     cols = list(cfg.columns) or stages.usable_columns(table)
     if cols:  # else the stage names the problem
-        check_or_record(outp, pretrain_settings(table, cols, space=space.name,
-                                                epochs=cfg.epochs, seed=cfg.seed))
-    plan = _PretrainPlan(cfg.epochs)
+        settings = pretrain_settings(table, cols, space=space.name, epochs=cfg.epochs,
+                                     seed=cfg.seed)
+        if cfg.hybrid:  # only when set: folders pretrained before the option still resume
+            settings["hybrid"] = True
+        check_or_record(outp, settings)
+    plan = _PretrainPlan(cfg.epochs, cfg.hybrid)
     res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
     console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
 
@@ -422,6 +425,7 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
 @dataclass(frozen=True)
 class _PretrainPlan:
     pretrain_epochs: int
+    hybrid: bool = False
 
 
 def finetune_command(cfg: Any, console: Any, *, device: str) -> None:
@@ -453,7 +457,7 @@ def finetune_command(cfg: Any, console: Any, *, device: str) -> None:
         archs_all = stages.table_archs(sp, table)
     else:
         raise ConfigError("finetune needs --labels FILE or --benchmark NAME --data PATH")
-    if cfg.n > len(archs_all):
+    if cfg.benchmark and cfg.n > len(archs_all):  # --labels mode trains on every row
         raise ConfigError(f"--n {cfg.n} exceeds the {len(archs_all)} labelled architectures")
     idx = seeds.rng("finetune_split").permutation(len(archs_all))
     tr = idx[:cfg.n] if cfg.benchmark else idx
@@ -461,7 +465,7 @@ def finetune_command(cfg: Any, console: Any, *, device: str) -> None:
     model = (RankingPredictor.load(ckpt, space=sp, device=device) if ckpt.exists()
              else RankingPredictor(sp, device=device, seed=seeds.int("predictor")))
     model.fit([archs_all[i] for i in tr], y_all[tr], epochs=cfg.epochs, progress=console.progress,
-              **cfg.loss.fit_kwargs())
+              select=None if cfg.select == "auto" else cfg.select, **cfg.loss.fit_kwargs())
     model.save(outp / "predictor_finetuned.pt")
     console.say(f"fine-tuned predictor written to {outp / 'predictor_finetuned.pt'}")
     if cfg.benchmark and len(idx) > cfg.n:

@@ -312,7 +312,8 @@ def pretrain_stage(cfg: Any, space: Any, table: Any, ctx: StageContext, *,
     if not cols:
         raise NasrankError(f"no usable weak-label column in {table.names} (all constant or NaN)")
     rows = [archs[k] for k in table.keys] if archs else table_archs(space, table)
-    model = RankingPredictor(space, device=ctx.device, seed=ctx.seeds.int("pretrain"))
+    model = RankingPredictor(space, device=ctx.device, seed=ctx.seeds.int("pretrain"),
+                             hybrid=bool(getattr(cfg, "hybrid", False)))
     model.pretrain(rows, table, columns=cols, epochs=cfg.pretrain_epochs,
                    progress=ctx.progress)
     model.save(ckpt)

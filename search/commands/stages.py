@@ -144,6 +144,8 @@ class PretrainCommand(Command):
     space: Config = component(SPACES, "nb201", "search space of the table")
     columns: tuple[str, ...] = option((), "comma-separated label columns (default: all usable)")
     epochs: int = option(300, "pretraining epochs", low=1)
+    hybrid: bool = option(False, "the ranking head also reads each arch's measured weak labels "
+                                 "(predicted ones for archs outside the table)")
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
 
@@ -170,6 +172,9 @@ class FinetuneCommand(Command):
     n: int = option(100, "training architectures (benchmark mode)", low=1)
     loss: Config = component(RANKING_LOSSES, "lambdarank", "ranking loss")
     epochs: int = option(300, "fine-tuning epochs", low=1)
+    select: str = option("auto", "early stopping keeps the lowest validation loss or the highest "
+                         "validation Kendall tau (auto: kendall, loss for mse)",
+                         choices=("auto", "loss", "kendall"))
     space: Config = component(SPACES, "nb201", "search space of --labels")
     out: str = option("runs/predictor", "folder of predictor.pt (written: predictor_finetuned.pt)")
     seed: int = option(0, SEED, low=0)
