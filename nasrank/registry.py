@@ -451,7 +451,8 @@ class Registry(Generic[C]):
 
 def import_package_modules(package: str) -> Callable[[], None]:
     """A registry loader that imports every module of ``package``, so that an entry is
-    registered by its own file alone (no list of modules to edit)."""
+    registered by its own file alone (no list of modules to edit). Subpackages are not
+    imported (``nasrank.spaces.networks``: the torch modules, loaded when a network is built)."""
 
     def load() -> None:
         import importlib
@@ -459,7 +460,7 @@ def import_package_modules(package: str) -> Callable[[], None]:
 
         pkg = importlib.import_module(package)
         for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-            if not info.name.startswith("_"):
+            if not info.name.startswith("_") and not info.ispkg:
                 importlib.import_module(f"{package}.{info.name}")
 
     return load

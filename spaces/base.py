@@ -8,12 +8,14 @@ and its cost. Spaces know nothing about predictors or search.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from torch import nn
-from torch_geometric.data import Data
+
+if TYPE_CHECKING:  # annotations only: importing the protocol imports no torch
+    import torch
+    from torch import nn
+    from torch_geometric.data import Data
 
 Arch = Hashable  # every space's architecture type is an immutable, hashable value
 

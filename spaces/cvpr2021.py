@@ -31,14 +31,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch_geometric.data import Data
 
 from nasrank.errors import InvalidArchitectureError, LabelTableError
 
+from .networks import lazy_names
+
 if TYPE_CHECKING:
+    import torch
+    from torch_geometric.data import Data
+
     from .benchmarks import Benchmark
+    from .networks.cvpr2021 import CVPR2021ResNet
 
 NUM_POSITIONS = 20
 NUM_BLOCKS = 9
@@ -133,49 +136,9 @@ def block_plan(arch: CVPR2021Arch) -> list[BlockSpec]:
 
 
 # ----------------------------------------------------------------------------- network
-class BasicBlock(nn.Module):
-    """ResNet basic block; attribute names are part of the public structure (module docstring)."""
-
-    def __init__(self, spec: BlockSpec) -> None:
-        super().__init__()
-        self.spec = spec
-        self.conv1 = nn.Conv2d(spec.c_in, spec.c_mid, 3, stride=spec.stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(spec.c_mid)
-        self.conv2 = nn.Conv2d(spec.c_mid, spec.c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(spec.c_out)
-        self.shortcut: nn.Module = (
-            nn.Sequential(
-                nn.Conv2d(spec.c_in, spec.c_out, 1, stride=spec.stride, bias=False),
-                nn.BatchNorm2d(spec.c_out),
-            )
-            if spec.projection else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
-
-
-class CVPR2021ResNet(nn.Module):
-    """CIFAR ResNet-20 with the widths of ``arch`` (structure in the module docstring)."""
-
-    def __init__(self, arch: CVPR2021Arch, num_classes: int = 100, in_channels: int = 3) -> None:
-        super().__init__()
-        self.arch = arch
-        c1 = arch.widths[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU()
-        )
-        self.blocks = nn.ModuleList(BasicBlock(spec) for spec in block_plan(arch))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(arch.widths[NUM_POSITIONS - 2], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
+# the torch modules live in spaces/networks/ (imported when a network is built); the old
+# names stay importable from here
+__getattr__ = lazy_names("cvpr2021", ("BasicBlock", "CVPR2021ResNet"))
 
 
 # ----------------------------------------------------------------------------- space
@@ -262,6 +225,9 @@ class CVPR2021Space:
         needs a 1x1 projection. Edges: the forward chain i -> i+1 plus one residual edge per
         block, from the block's input node (stem or previous block's second conv) to its
         second conv."""
+        import torch
+        from torch_geometric.data import Data
+
         arch = self._check(arch)
         n = NUM_POSITIONS - 1
         x = torch.zeros(n, len(NODE_FEATURES))
@@ -282,12 +248,16 @@ class CVPR2021Space:
         return Data(x=x, edge_index=torch.tensor([src, dst], dtype=torch.long), num_nodes=n)
 
     def hparams(self, arch: CVPR2021Arch) -> torch.Tensor:
+        import torch
+
         return torch.zeros(0)
 
     # -- networks and cost
     def build(
         self, arch: CVPR2021Arch, num_classes: int = 100, *, in_channels: int = 3, **_: Any,
     ) -> CVPR2021ResNet:
+        from .networks.cvpr2021 import CVPR2021ResNet
+
         return CVPR2021ResNet(self._check(arch), num_classes, in_channels=in_channels)
 
     def cost(

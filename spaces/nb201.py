@@ -14,16 +14,21 @@ NAS-Bench-Suite-Zero we count such cells as the same function.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch_geometric.data import Data
 
 from nasrank.errors import InvalidArchitectureError
+
+from .networks import lazy_names
+
+if TYPE_CHECKING:
+    import torch
+    from torch_geometric.data import Data
+
+    from .networks.nb201 import NB201Network
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edges (src, dst) in the order of the official string.
@@ -117,112 +122,10 @@ def canonicalize(arch: NB201Arch) -> NB201Arch:
 
 
 # ----------------------------------------------------------------------------- network
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
-
-
-class Zero(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(0.0)
-
-
-def make_op(op: str, channels: int) -> nn.Module:
-    """The stride-1, width-preserving module of one NB201 edge operation."""
-    if op == "none":
-        return Zero()
-    if op == "skip_connect":
-        return nn.Identity()
-    if op == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1, 1)
-    if op == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3, 1)
-    if op == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    raise InvalidArchitectureError(f"unknown NB201 op {op!r}; expected one of {OPS}")
-
-
-class NB201Cell(nn.Module):
-    """Node j = sum over i < j of op_{i->j}(node i); the cell outputs node 3."""
-
-    def __init__(self, arch: NB201Arch, channels: int) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(make_op(op, channels) for op in arch.ops)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        e = 0
-        for j in range(1, NUM_NODES):
-            acc = None
-            for i in range(j):
-                out = self.edges[e](nodes[i])
-                acc = out if acc is None else acc + out
-                e += 1
-            nodes.append(acc)
-        return nodes[-1]
-
-
-class ResidualReduction(nn.Module):
-    """NB201's reduction block: a stride-2 ResNet basic block with an avgpool+1x1 shortcut."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
-        # ceil_mode keeps the shortcut's size equal to the stride-2 conv's for odd inputs
-        # (identical to the official AvgPool2d(2, 2) for even sizes such as 32x32).
-        self.shortcut = nn.Sequential(
-            nn.AvgPool2d(2, stride=2, ceil_mode=True),
-            nn.Conv2d(c_in, c_out, 1, bias=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.conv_b(self.conv_a(x))
-
-
-def add_macro_skeleton(
-    net: nn.Module, make_cell: Callable[[int], nn.Module], *, num_classes: int, C: int, N: int,
-    in_channels: int,
-) -> list[nn.Module]:
-    """Give ``net`` the NB201 stem, last activation, pooling and classifier, and return the
-    body: 3 stages of N cells (``make_cell(width)``, widths C, 2C, 4C) joined by residual
-    reduction blocks. Shared by the stand-alone network and the weight-sharing supernet, so the
-    two keep identical parameter names and shapes."""
-    net.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-    layers: list[nn.Module] = []
-    width = C
-    for stage in range(3):
-        if stage > 0:
-            layers.append(ResidualReduction(width, width * 2))
-            width *= 2
-        layers.extend(make_cell(width) for _ in range(N))
-    net.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
-    net.pool = nn.AdaptiveAvgPool2d(1)
-    net.classifier = nn.Linear(width, num_classes)
-    return layers
-
-
-class NB201Network(nn.Module):
-    """The NB201 macro skeleton: stem, 3 stages of N cells (widths C, 2C, 4C) joined by
-    residual reduction blocks, BN+ReLU, global average pooling, linear classifier."""
-
-    def __init__(
-        self, arch: NB201Arch, num_classes: int = 10, C: int = 16, N: int = 5,
-        in_channels: int = 3,
-    ) -> None:
-        super().__init__()
-        self.arch = arch
-        self.cells = nn.Sequential(*add_macro_skeleton(
-            self, lambda width: NB201Cell(arch, width), num_classes=num_classes, C=C, N=N,
-            in_channels=in_channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
+# the torch modules live in spaces/networks/ (imported when a network is built); the old
+# names stay importable from here
+__getattr__ = lazy_names("nb201", ("ReLUConvBN", "Zero", "make_op", "NB201Cell",
+    "ResidualReduction", "add_macro_skeleton", "NB201Network"))
 
 
 # ----------------------------------------------------------------------------- space
@@ -321,6 +224,9 @@ class NB201Space:
         """Ops-on-nodes DAG of the canonical cell: node 0 = input, nodes 1..6 = the edges' ops
         (in official order), node 7 = output; one-hot node types. ``none`` nodes stay (so every
         graph has 8 nodes) but carry no edges."""
+        import torch
+        from torch_geometric.data import Data
+
         arch = canonicalize(self._check(arch))
         n = len(EDGES) + 2
         x = torch.zeros(n, len(NODE_TYPES))
@@ -342,6 +248,8 @@ class NB201Space:
         return Data(x=x, edge_index=edge_index, num_nodes=n)
 
     def hparams(self, arch: NB201Arch) -> torch.Tensor:
+        import torch
+
         return torch.zeros(0)
 
     # -- networks and cost
@@ -349,6 +257,8 @@ class NB201Space:
         self, arch: NB201Arch, num_classes: int = 10, *, C: int = 16, N: int = 5,
         in_channels: int = 3, **_: Any,
     ) -> NB201Network:
+        from .networks.nb201 import NB201Network
+
         return NB201Network(self._check(arch), num_classes, C=C, N=N, in_channels=in_channels)
 
     def cost(

@@ -73,10 +73,10 @@ from nasrank.spaces.cvpr2021 import (
     NUM_POSITIONS,
     BlockSpec,
     CVPR2021Arch,
-    CVPR2021ResNet,
     CVPR2021Space,
     block_plan,
 )
+from nasrank.spaces.networks.cvpr2021 import CVPR2021ResNet
 from nasrank.errors import InvalidArchitectureError, NasrankError
 
 from .base import Supernet
@@ -354,8 +354,8 @@ class SlimBatchNorm2d(nn.Module):
 # ----------------------------------------------------------------------------- ResNet-20
 class SlimBlock(nn.Module):
     """A ResNet basic block over width choices (``c_in``, ``c_mid``, ``c_out``); names mirror
-    :class:`spaces.cvpr2021.BasicBlock`. ``shortcut_conv``/``shortcut_bn`` exist when some
-    choice needs a projection (always for stride 2, else when ``c_in`` may differ from
+    :class:`~nasrank.spaces.networks.cvpr2021.BasicBlock`. ``shortcut_conv``/``shortcut_bn`` exist
+    when some choice needs a projection (always for stride 2, else when ``c_in`` may differ from
     ``c_out``)."""
 
     def __init__(

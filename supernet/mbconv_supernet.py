@@ -1,7 +1,8 @@
 """Weight-sharing supernet of the MBConv chain space (single path one-shot, one path per layer).
 
-Same skeleton as :class:`~nasrank.spaces.mbconv.MBConvNetwork` (stem, the searchable layers,
-head, pooling, classifier; built by the same :func:`~nasrank.spaces.mbconv.add_skeleton`), but
+Same skeleton as :class:`~nasrank.spaces.networks.mbconv.MBConvNetwork` (stem, the searchable
+layers, head, pooling, classifier; built by the same
+:func:`~nasrank.spaces.networks.mbconv.add_skeleton`), but
 layer ``i`` holds every candidate: ``blocks[i].ops[o]`` is the module of
 ``space.layer_plan()[i].choices[o]`` (the six MBConv ops, then ``nn.Identity`` where the layer
 may skip). ``forward(x, arch)`` runs one candidate per layer, the same modules in the same order
@@ -22,14 +23,8 @@ from torch import nn
 
 from nasrank.errors import ConfigError, InvalidArchitectureError, SpaceMismatchError
 from nasrank.registry import Config
-from nasrank.spaces.mbconv import (
-    LayerSpec,
-    MBConvArch,
-    MBConvNetwork,
-    MBConvSpace,
-    add_skeleton,
-    make_layer_op,
-)
+from nasrank.spaces.mbconv import LayerSpec, MBConvArch, MBConvSpace
+from nasrank.spaces.networks.mbconv import MBConvNetwork, add_skeleton, make_layer_op
 
 from .base import Supernet
 from .registry import SUPERNETS

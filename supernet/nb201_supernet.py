@@ -1,10 +1,10 @@
 """Weight-sharing supernet of the NAS-Bench-201 cell space.
 
-Same macro skeleton as :class:`spaces.nb201.NB201Network` (stem, 3 stages of ``N`` cells of
-widths C, 2C, 4C joined by residual reduction blocks, BN+ReLU, pooling, classifier), but every
-cell edge holds all five operations; ``forward(x, arch)`` runs one operation per edge. The
-module names mirror ``NB201Network`` so :meth:`NB201Supernet.subnet` only drops the unchosen
-ops from the state dict.
+Same macro skeleton as :class:`~nasrank.spaces.networks.nb201.NB201Network` (stem, 3 stages of
+``N`` cells of widths C, 2C, 4C joined by residual reduction blocks, BN+ReLU, pooling,
+classifier), but every cell edge holds all five operations; ``forward(x, arch)`` runs one
+operation per edge. The module names mirror ``NB201Network`` so :meth:`NB201Supernet.subnet`
+only drops the unchosen ops from the state dict.
 """
 
 from __future__ import annotations
@@ -16,16 +16,8 @@ import torch
 from torch import nn
 
 from nasrank.errors import InvalidArchitectureError
-from nasrank.spaces.nb201 import (
-    EDGES,
-    NUM_NODES,
-    OPS,
-    NB201Arch,
-    NB201Network,
-    NB201Space,
-    add_macro_skeleton,
-    make_op,
-)
+from nasrank.spaces.nb201 import EDGES, NUM_NODES, OPS, NB201Arch, NB201Space
+from nasrank.spaces.networks.nb201 import NB201Network, add_macro_skeleton, make_op
 
 from .base import Supernet
 
@@ -42,7 +34,7 @@ class MixedEdge(nn.Module):
 
 class SuperCell(nn.Module):
     """A cell whose edges run the ops of the given architecture (same sum order as
-    :class:`spaces.nb201.NB201Cell`, so the results are bitwise identical)."""
+    :class:`~nasrank.spaces.networks.nb201.NB201Cell`, so the results are bitwise identical)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()

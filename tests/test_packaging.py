@@ -48,7 +48,8 @@ def test_wheel_holds_only_the_nasrank_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"nasrank"}
-    for mod in ("nasrank/spaces/nb201.py", "nasrank/supernet/trainer.py",
+    for mod in ("nasrank/spaces/nb201.py", "nasrank/spaces/networks/nb201.py",
+                "nasrank/supernet/trainer.py",
                 "nasrank/predictor/model.py", "nasrank/search/cli.py", "nasrank/errors.py",
                 "nasrank/py.typed"):
         assert mod in names
