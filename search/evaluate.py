@@ -33,7 +33,6 @@ import numpy as np
 from scipy import stats
 
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
-from nasrank.predictor.metrics import kendall_tau, precision_at_k, spearman, top_k_regret
 from nasrank.spaces.labels import LabelTable
 
 from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth, seed_agreement
@@ -49,19 +48,28 @@ def _orderable(p: np.ndarray) -> np.ndarray:
     return np.where(p == -np.inf, lo - 1.0, np.where(p == np.inf, hi + 1.0, p))
 
 
-def _ranked(fn):
-    return lambda t, p: fn(t, _orderable(p))
+def _ranked(name: str, *args: Any):
+    """``nasrank.predictor.metrics.<name>(t, p, *args)`` on :func:`_orderable` scores; the
+    predictor package (torch) is imported at the first call, not with this module (``nasrank
+    search --help`` loads every module of ``nasrank.search``)."""
+
+    def fn(t: np.ndarray, p: np.ndarray) -> float:
+        from nasrank.predictor import metrics
+
+        return getattr(metrics, name)(t, _orderable(p), *args)
+
+    return fn
 
 
 #: metric name -> function(y_true, score)
 METRIC_FUNCS = {
-    "kendall_tau": _ranked(kendall_tau),
-    "spearman": _ranked(spearman),
+    "kendall_tau": _ranked("kendall_tau"),
+    "spearman": _ranked("spearman"),
     "pearson": lambda t, p: (float(stats.pearsonr(t, p).statistic) if np.isfinite(p).all()
                              else math.nan),
-    "precision@10%": _ranked(lambda t, p: precision_at_k(t, p, 0.1)),
-    "regret@1": _ranked(lambda t, p: top_k_regret(t, p, 1)),
-    "regret@5": _ranked(lambda t, p: top_k_regret(t, p, 5)),
+    "precision@10%": _ranked("precision_at_k", 0.1),
+    "regret@1": _ranked("top_k_regret", 1),
+    "regret@5": _ranked("top_k_regret", 5),
 }
 
 
