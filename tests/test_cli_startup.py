@@ -1,0 +1,90 @@
+"""Start-up (issue 19): `nasrank --help`, the help of the torch-free commands and `nasrank spaces`
+import neither torch nor PyG (checked on sys.modules in a fresh interpreter, not timed); the
+networks moved to nasrank.spaces.networks stay importable, and unpicklable, by their old paths."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# main() returns the exit status, or argparse's --help raises SystemExit(0); each run is
+# preceded by a line "=== argv"
+PROBE = """
+import sys
+from nasrank.search.cli import main
+for argv in {runs!r}:
+    print("===", " ".join(argv), flush=True)
+    try:
+        code = main(argv)
+    except SystemExit as err:
+        code = err.code
+    sys.stdout.flush()
+    assert code in (0, None), f"{{argv}}: exit status {{code!r}}"
+heavy = sorted(m for m in ("torch", "torch_geometric") if m in sys.modules)
+assert not heavy, f"imported {{heavy}}"
+"""
+
+#: commands whose options come from torch-free registries (the supernet and ranking-loss
+#: registries still load torch modules: run, supernet-train, proxies, fewshot, finetune)
+LIGHT_COMMANDS = ("search", "benchmark", "spaces", "convert", "weak-labels", "pretrain",
+                  "predict", "groundtruth", "supernet-eval")
+
+
+def _run(*runs: list[str]) -> dict[str, str]:
+    """The output of each run of ``main`` in one fresh interpreter, by its argv."""
+    out = subprocess.run([sys.executable, "-c", PROBE.format(runs=list(runs))], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    parts = re.split(r"^=== ", out.stdout, flags=re.M)[1:]
+    return {p.split("\n", 1)[0]: p.split("\n", 1)[1] for p in parts}
+
+
+def test_spaces_imports_no_torch_and_lists_every_space_with_its_size():
+    out = _run(["spaces"])["spaces"]
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    # NB201: 5^6 cells; NB101: 423,624 unique cells (Ying et al. 2019); CVPR 2021: the product
+    # of the choices (4 x 7, 8 x 6, 16 x 7 widths); mbconv: prod_s 6 (6^d_s - 1) / 5 for 2/3/3/2
+    mbconv = 1
+    for d in (2, 3, 3, 2):
+        mbconv *= 6 * (6 ** d - 1) // 5
+    assert rows == {"nb201": f"{5 ** 6:,}", "cvpr2021": f"{4 ** 7 * 8 ** 6 * 16 ** 7:.2e}"
+                    .replace("e+", "e"), "mbconv": f"{mbconv:,}", "nb101": "423,624"}
+
+
+def test_help_imports_no_torch():
+    outs = _run(["--help"], *([cmd, "--help"] for cmd in LIGHT_COMMANDS))
+    assert "spaces" in outs["--help"] and "search" in outs["--help"]
+    for cmd in LIGHT_COMMANDS:
+        assert outs[f"{cmd} --help"].startswith(f"usage: nasrank {cmd}"), outs[f"{cmd} --help"]
+    assert "--budget" in outs["search --help"]
+
+
+def test_network_names_resolve_from_the_space_modules_and_old_pickles():
+    from nasrank.spaces import cvpr2021, mbconv, nb101, nb201
+    from nasrank.spaces.networks import cvpr2021 as net_cvpr2021
+    from nasrank.spaces.networks import mbconv as net_mbconv
+    from nasrank.spaces.networks import nb101 as net_nb101
+    from nasrank.spaces.networks import nb201 as net_nb201
+
+    pairs = [(nb201, net_nb201, ("ReLUConvBN", "Zero", "make_op", "NB201Cell",
+                                 "ResidualReduction", "add_macro_skeleton", "NB201Network")),
+             (cvpr2021, net_cvpr2021, ("BasicBlock", "CVPR2021ResNet")),
+             (mbconv, net_mbconv, ("MBConv", "make_layer_op", "add_skeleton", "MBConvNetwork")),
+             (nb101, net_nb101, ("ConvBNReLU", "NB101Cell", "NB101Network"))]
+    for old, new, names in pairs:
+        for name in names:
+            assert getattr(old, name) is getattr(new, name)
+        with pytest.raises(AttributeError, match="no_such_name"):
+            old.no_such_name  # noqa: B018
+    # a pickle that names a class by its old module path still loads
+    assert pickle.loads(b"cnasrank.spaces.nb201\nNB201Network\n.") is net_nb201.NB201Network
+    net = nb201.NB201Space().build(nb201.NB201Space().parse(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"), C=4, N=1)
+    assert type(pickle.loads(pickle.dumps(net))) is net_nb201.NB201Network
