@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nasrank import __version__
 from nasrank.errors import ConfigError, NasrankError
 from nasrank.registry import Config, FieldSpec, check_value, expected, field_specs
 
@@ -47,6 +46,22 @@ EPILOG_ALL = """examples:
 """
 
 _GLOBAL = ("command", "config", "quiet", "print_config")
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is read from the package metadata only when asked for
+    (``nasrank.__version__`` is lazy, so ``nasrank --help`` skips ``importlib.metadata``)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str = "show the version and exit") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        import nasrank
+
+        print(f"nasrank {nasrank.__version__}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,7 +173,7 @@ def build_parser(command: str | None = None, *, every: bool = False) -> _Parser:
 
     parser = _Parser(prog="nasrank", description="Graph-based performance predictors for NAS.",
                      epilog=EPILOG_ALL, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"nasrank {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--config", default=None, help="TOML file of options (flags override it)")
     parser.add_argument("--quiet", action="store_true", default=False,
                         help="print nothing but errors (no stage lines, no progress bars)")

@@ -27,7 +27,7 @@ for argv in {runs!r}:
         code = err.code
     sys.stdout.flush()
     assert code in (0, None), f"{{argv}}: exit status {{code!r}}"
-heavy = sorted(m for m in ("torch", "torch_geometric") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "torch_geometric", *{absent!r}) if m in sys.modules)
 assert not heavy, f"imported {{heavy}}"
 """
 
@@ -37,9 +37,11 @@ LIGHT_COMMANDS = ("search", "benchmark", "spaces", "convert", "weak-labels", "pr
                   "predict", "groundtruth", "supernet-eval")
 
 
-def _run(*runs: list[str]) -> dict[str, str]:
-    """The output of each run of ``main`` in one fresh interpreter, by its argv."""
-    out = subprocess.run([sys.executable, "-c", PROBE.format(runs=list(runs))], cwd=ROOT,
+def _run(*runs: list[str], absent: tuple[str, ...] = ()) -> dict[str, str]:
+    """The output of each run of ``main`` in one fresh interpreter, by its argv; torch, PyG and
+    the modules named in ``absent`` must not have been imported."""
+    out = subprocess.run([sys.executable, "-c", PROBE.format(runs=list(runs), absent=absent)],
+                         cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     parts = re.split(r"^=== ", out.stdout, flags=re.M)[1:]
@@ -64,6 +66,22 @@ def test_help_imports_no_torch():
     for cmd in LIGHT_COMMANDS:
         assert outs[f"{cmd} --help"].startswith(f"usage: nasrank {cmd}"), outs[f"{cmd} --help"]
     assert "--budget" in outs["search --help"]
+
+
+def test_version_is_read_from_the_metadata_only_when_asked_for():
+    # nasrank.__version__ is a lazy module attribute: --help does not import importlib.metadata
+    _run(["--help"], absent=("importlib.metadata",))
+    out = subprocess.run([sys.executable, "-c", "import sys, nasrank; "
+                          "assert 'importlib.metadata' not in sys.modules; "
+                          "from importlib.metadata import version; "
+                          "assert nasrank.__version__ == version('nasrank'), nasrank.__version__; "
+                          "assert '__version__' in vars(nasrank)"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import nasrank
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        nasrank.no_such_name  # noqa: B018
 
 
 def test_network_names_resolve_from_the_space_modules_and_old_pickles():
