@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
 from nasrank.spaces.labels import LabelTable
@@ -61,12 +60,21 @@ def _ranked(name: str, *args: Any):
     return fn
 
 
+def _pearson(t: np.ndarray, p: np.ndarray) -> float:
+    """Pearson's r (NaN when a score is not finite); scipy.stats is imported at the first call
+    (it costs seconds, and ``nasrank search --help`` loads this module)."""
+    if not np.isfinite(p).all():
+        return math.nan
+    from scipy import stats
+
+    return float(stats.pearsonr(t, p).statistic)
+
+
 #: metric name -> function(y_true, score)
 METRIC_FUNCS = {
     "kendall_tau": _ranked("kendall_tau"),
     "spearman": _ranked("spearman"),
-    "pearson": lambda t, p: (float(stats.pearsonr(t, p).statistic) if np.isfinite(p).all()
-                             else math.nan),
+    "pearson": _pearson,
     "precision@10%": _ranked("precision_at_k", 0.1),
     "regret@1": _ranked("top_k_regret", 1),
     "regret@5": _ranked("top_k_regret", 5),

@@ -47,156 +47,41 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler, RandomSampler
-from optuna.storages import BaseStorage
-from optuna.study import Study, StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING
 
-from nasrank.spaces.base import Arch, SearchSpace
+import numpy as np
+
+from nasrank.spaces.base import SearchSpace
 from nasrank.errors import NasrankError
 
 from .baselines import check_seed, check_space
 from .evolution import _positive
 from .oracles import BudgetedOracle, Oracle, _check_budget
 from .records import Query, SearchResult
-from .surrogates import SurrogateFactory, candidate_pool, describe_factory, make_surrogate
+from .surrogates import SurrogateFactory, describe_factory
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+    from ._optuna_sampler import PredictorSampler
+
+#: defined in ``search/_optuna_sampler.py`` (a subclass of Optuna's ``BaseSampler``, so that
+#: module imports Optuna at its top) and imported from there on first use: this module is loaded
+#: by the ``SEARCH_METHODS`` registry (``nasrank search --help``), which must not pay for Optuna
+_FROM_SAMPLER = ("PredictorSampler", "space_distributions")
 
 
-def space_distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
-    """The space's choices as Optuna categorical distributions."""
-    return {name: CategoricalDistribution(list(opts)) for name, opts in space.choices().items()}
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SAMPLER:
+        from . import _optuna_sampler
 
-
-class PredictorSampler(BaseSampler):
-    """Propose the untried architecture a surrogate ranks best (see module docstring).
-
-    - The first ``n_startup_trials`` trials (counted in completed trials) are random untried
-      archs.
-    - After that, the surrogate (``predictor_factory(seed)``) is fitted on the completed trials
-      with finite values (objective negated for ``minimize`` studies, so higher is better), at
-      most once per ``fit_every`` new completed trials, and the best-scored untried candidate is
-      proposed. Candidates: :func:`~search.surrogates.candidate_pool` (the whole space,
-      deduplicated by canonical key, when finite). ``predictor_factory=None`` keeps proposing
-      random untried archs (a dedup-aware random search).
-    - "Tried" means any other trial of the study (any state) whose parameters give that
-      canonical key.
-
-    Every choice is a function of (seed, trial number, completed trials): the same seed gives
-    the same trials, and a study resumed from storage continues exactly as it would have.
-    """
-
-    def __init__(self, space: SearchSpace, predictor_factory: SurrogateFactory | None = None, *,
-                 seed: int | None = None, n_startup_trials: int = 10, fit_every: int = 1,
-                 pool_size: int = 100_000, fit_kwargs: Mapping[str, Any] | None = None) -> None:
-        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) \
-                or n_startup_trials < 1:
-            raise NasrankError(f"n_startup_trials must be a positive int, got {n_startup_trials!r}")
-        _positive("fit_every", fit_every)
-        self.space = space
-        self.predictor_factory = predictor_factory
-        self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None \
-            else check_seed(seed)
-        self.n_startup_trials = n_startup_trials
-        self.fit_every = fit_every
-        self.pool_size = pool_size
-        self.fit_kwargs = dict(fit_kwargs or {})
-        self._dists = space_distributions(space)
-        self._pool: list[Arch] | None = None
-        self._pool_keys: list[str] = []
-        self._cache: tuple[tuple[int, ...], np.ndarray] | None = None
-        self._surrogate: Any = None
-        self.n_fits = 0
-
-    # -- Optuna sampler API
-    def reseed_rng(self) -> None:
-        self._seed = int(np.random.SeedSequence().entropy % 2**31)
-        self._surrogate, self._cache, self._pool = None, None, None
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial
-                                    ) -> dict[str, BaseDistribution]:
-        _single_objective(study)
-        return dict(self._dists)
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        arch = self._propose(study, trial)
-        params = self.space.to_choices(arch)
-        return {n: params[n] for n in search_space}
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        # a fresh RandomSampler per (seed, trial, name): resumable and order-independent
-        sub_seed = int(np.random.default_rng(
-            [self._seed, trial.number, zlib.crc32(param_name.encode())]).integers(2**31))
-        return RandomSampler(seed=sub_seed).sample_independent(
-            study, trial, param_name, param_distribution)
-
-    # -- internals
-    def _arch_of(self, params: Mapping[str, Any]) -> Arch | None:
-        if not all(n in params for n in self._dists):
-            return None
-        return self.space.from_choices(dict(params))
-
-    def _ensure_pool(self) -> None:
-        if self._pool is None:
-            self._pool = candidate_pool(self.space, np.random.default_rng([self._seed, 1]),
-                                        self.pool_size)
-            self._pool_keys = [self.space.key(a) for a in self._pool]
-
-    def _propose(self, study: Study, trial: FrozenTrial) -> Arch:
-        _single_objective(study)
-        all_trials = study.get_trials(deepcopy=False)
-        tried = set()
-        for t in all_trials:
-            if t.number != trial.number:
-                a = self._arch_of(t.params)
-                if a is not None:
-                    tried.add(self.space.key(a))
-        complete = [t for t in all_trials if t.state == TrialState.COMPLETE
-                    and t.value is not None and np.isfinite(t.value)
-                    and self._arch_of(t.params) is not None]
-        complete.sort(key=lambda t: t.number)
-        self._ensure_pool()
-        untried = [j for j, k in enumerate(self._pool_keys) if k not in tried]
-        if not untried:
-            raise NasrankError(
-                f"every one of the {len(self._pool_keys)} candidate archs of space "
-                f"{self.space.name!r} has been tried")
-        if self.predictor_factory is None or len(complete) < self.n_startup_trials:
-            rng = np.random.default_rng([self._seed, trial.number])
-            return self._pool[untried[int(rng.integers(len(untried)))]]
-        # fit on a prefix whose length only depends on the count: resumable, cacheable
-        n_fit = self.n_startup_trials + (len(complete) - self.n_startup_trials) \
-            // self.fit_every * self.fit_every
-        used = complete[:n_fit]
-        numbers = tuple(t.number for t in used)
-        if self._cache is None or self._cache[0] != numbers:
-            sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
-            if self._surrogate is None:  # one instance: every fit restarts it (protocol)
-                self._surrogate = make_surrogate(self.predictor_factory, self._seed)
-            surrogate = self._surrogate
-            surrogate.fit([self._arch_of(t.params) for t in used],
-                          np.array([sign * t.value for t in used]), **self.fit_kwargs)
-            self._cache = (numbers, np.asarray(surrogate.predict(self._pool), dtype=np.float64))
-            self.n_fits += 1
-        scores = self._cache[1]
-        best = max(untried, key=lambda j: (scores[j], -j))
-        return self._pool[best]
-
-
-def _single_objective(study: Study) -> None:
-    if len(study.directions) != 1:
-        raise NasrankError(
-            f"PredictorSampler ranks architectures by one objective, but study "
-            f"{study.study_name!r} has {len(study.directions)} "
-            f"({', '.join(d.name.lower() for d in study.directions)}); multi-objective search is "
-            "not supported yet: use one objective, or an Optuna multi-objective sampler "
-            "(NSGAIISampler) without the predictor")
+        return getattr(_optuna_sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- claims
@@ -373,6 +258,8 @@ JOURNAL_PREFIX = "journal:///"
 
 
 def _storage(storage: str, *, heartbeat_interval: int, grace_period: int) -> BaseStorage:
+    import optuna
+
     if isinstance(storage, str) and storage.startswith(JOURNAL_PREFIX) \
             and len(storage) > len(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -404,6 +291,7 @@ def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_inte
     a new database race on creating the schema: the loser's ``CREATE TABLE`` / first insert
     fails with ``IntegrityError`` (or ``OperationalError`` on a locked SQLite file) although the
     winner's schema is fine, so the whole opening is retried."""
+    import optuna
     import sqlalchemy as sa
 
     for attempt in range(_OPEN_TRIES):
@@ -449,6 +337,11 @@ def run_optuna_search(
     restarted under its old id does not wait for that: it fails its own RUNNING trials at once
     (``study.tell``) and enqueues them, as it does its trials that failed with an exception.
     """
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from ._optuna_sampler import PredictorSampler, space_distributions
+
     check_space(space, oracle)
     budget = _check_budget(budget)
     seed = check_seed(seed)
@@ -502,6 +395,9 @@ def run_optuna_search(
 def _requeue_own(study: Study, worker: str) -> None:
     """Fail this worker's RUNNING trials (their process is dead: one process per worker id) and
     enqueue a retry of each trial of it that failed during evaluation and has none yet."""
+    import optuna
+    from optuna.trial import TrialState
+
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("worker") == worker:
             try:
@@ -527,6 +423,8 @@ class _Objective:
         self.duplicates = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
         trial.set_user_attr("worker", self.worker)
         params = {n: trial.suggest_categorical(n, d.choices) for n, d in self.dists.items()}
         arch = self.space.from_choices(params)
@@ -552,6 +450,8 @@ class _Objective:
 
 def study_queries(study: Study) -> list[tuple[int, str, str, float]]:
     """``(trial number, worker, key, value)`` of the study's completed trials, in order."""
+    from optuna.trial import TrialState
+
     return [(t.number, t.user_attrs.get("worker", ""), t.user_attrs.get("key", ""),
              float(t.value)) for t in sorted(study.get_trials(
                  deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)]
@@ -565,6 +465,10 @@ def optuna_sampler_search(
 ) -> SearchResult:
     """The :class:`PredictorSampler` in an in-memory study (``study.optimize``), for benchmarks
     and single-process use; :func:`run_optuna_search` is the resumable, shareable form."""
+    import optuna
+
+    from ._optuna_sampler import PredictorSampler, space_distributions
+
     check_space(space, oracle)
     budget = _check_budget(budget)
     sampler = PredictorSampler(space, predictor_factory, seed=check_seed(seed),

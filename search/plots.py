@@ -11,7 +11,6 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 
 def _figure(figsize: tuple[float, float], dpi: int = 120):
@@ -36,6 +35,8 @@ def scatter_predicted_vs_true(
     ax.scatter(p, t, s=14, alpha=0.6, label="architectures")
     ax.scatter(p[top], t[top], s=40, facecolors="none", edgecolors="red", label=f"true top-{len(top)}")
     if len(p) > 2:
+        from scipy.stats import spearmanr  # here, not at import: scipy.stats costs seconds
+
         rho = spearmanr(p, t).statistic
         title = f"{title}\nSpearman {rho:.3f}"
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -66,6 +67,8 @@ def correlation_heatmap(
 ) -> np.ndarray:
     """Heatmap of pairwise Spearman correlations (rows with a non-finite value are skipped
     pairwise). Returns the matrix."""
+    from scipy.stats import spearmanr  # here, not at import: scipy.stats costs seconds
+
     names = list(columns)
     data = [np.asarray(columns[n], float) for n in names]
     m = np.full((len(names), len(names)), np.nan)

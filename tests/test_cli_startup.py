@@ -68,6 +68,27 @@ def test_help_imports_no_torch():
     assert "--budget" in outs["search --help"]
 
 
+def test_search_help_imports_neither_scipy_stats_nor_optuna():
+    # the SEARCH_METHODS loader imports every module of nasrank.search: scipy.stats (seconds)
+    # and Optuna are imported where they are used, the Optuna sampler class lives in a private
+    # module (loaders skip '_' modules) and resolves by its public path
+    out = _run(["search", "--help"], absent=("scipy.stats", "optuna"))["search --help"]
+    assert "--method" in out and "optuna" in out
+    check = ("import sys\n"
+             "from nasrank.search import optuna_search\n"
+             "assert 'optuna' not in sys.modules\n"
+             "from nasrank.search.optuna_search import PredictorSampler, space_distributions\n"
+             "from optuna.samplers import BaseSampler\n"
+             "from nasrank.search import PredictorSampler as P\n"
+             "assert issubclass(PredictorSampler, BaseSampler) and P is PredictorSampler\n"
+             "try:\n    optuna_search.no_such_name\n"
+             "except AttributeError as e:\n    assert 'no_such_name' in str(e)\n"
+             "else:\n    raise AssertionError\n")
+    res = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def test_version_is_read_from_the_metadata_only_when_asked_for():
     # nasrank.__version__ is a lazy module attribute: --help does not import importlib.metadata
     _run(["--help"], absent=("importlib.metadata",))
