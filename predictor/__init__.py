@@ -3,27 +3,31 @@ metrics and checkpoints (see docs/architecture.md)."""
 
 from __future__ import annotations
 
-from .encoder import DGCNNEncoder, DirectedGCNLayer, PredictorNet
-from .losses import (
-    LOSS_NAMES,
-    acenas_relevance,
-    get_loss,
-    lambdarank_loss,
-    margin_ranking_loss,
-    mse_loss,
-    ranknet_loss,
-)
-from .metrics import (
-    kendall_tau,
-    ndcg_at_k,
-    ndcg_exp_at_k,
-    ndcg_lin_at_k,
-    precision_at_k,
-    spearman,
-    summary,
-    top_k_regret,
-)
-from .model import PRETRAINED_FINETUNE_LR, RankingPredictor
+import importlib
+
+# Exports are imported on first use (PEP 562), so that importing a light module of this package
+# (the RANKING_LOSSES registry and its configs, for `nasrank finetune --help`) does not import
+# torch and PyG.
+_EXPORTS = {
+    "DGCNNEncoder": "encoder", "DirectedGCNLayer": "encoder", "PredictorNet": "encoder",
+    "LOSS_NAMES": "losses", "acenas_relevance": "losses", "get_loss": "losses",
+    "lambdarank_loss": "losses", "margin_ranking_loss": "losses", "mse_loss": "losses",
+    "ranknet_loss": "losses",
+    "kendall_tau": "metrics", "ndcg_at_k": "metrics", "ndcg_exp_at_k": "metrics",
+    "ndcg_lin_at_k": "metrics", "precision_at_k": "metrics", "spearman": "metrics",
+    "summary": "metrics", "top_k_regret": "metrics",
+    "PRETRAINED_FINETUNE_LR": "model", "RankingPredictor": "model",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RankingPredictor", "PRETRAINED_FINETUNE_LR", "DGCNNEncoder", "DirectedGCNLayer", "PredictorNet",

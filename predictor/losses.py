@@ -167,52 +167,12 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- registry entries
-import functools  # noqa: E402  (entries below; the losses above stay first)
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-from nasrank.registry import Config, option  # noqa: E402
-from nasrank.predictor.registry import RANKING_LOSSES  # noqa: E402
-
-
-@dataclass(frozen=True)
-class _LossConfig(Config):
-    def build(self) -> Callable[..., torch.Tensor]:
-        """``loss(scores, targets, mask=None) -> scalar``."""
-        return LOSSES[self.name]
-
-    def fit_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``RankingPredictor.fit`` that select this loss."""
-        return {"loss": self.name}
-
-
-@RANKING_LOSSES.register("lambdarank")
-@dataclass(frozen=True)
-class LambdaRankConfig(_LossConfig):
-    """LambdaRank: pairwise logistic loss weighted by |delta NDCG| (rewards the top)."""
-
-
-@RANKING_LOSSES.register("ranknet")
-@dataclass(frozen=True)
-class RankNetConfig(_LossConfig):
-    """RankNet: pairwise logistic loss over every ordered pair."""
-
-
-@RANKING_LOSSES.register("margin")
-@dataclass(frozen=True)
-class MarginConfig(_LossConfig):
-    """Pairwise hinge max(0, margin - (s_i - s_j)) (torch MarginRankingLoss)."""
-
-    margin: float = option(0.1, "hinge margin", low=0.0)
-
-    def build(self) -> Callable[..., torch.Tensor]:
-        return functools.partial(margin_ranking_loss, margin=self.margin)
-
-    def fit_kwargs(self) -> dict[str, Any]:
-        return {"loss": "margin", "margin": self.margin}
-
-
-@RANKING_LOSSES.register("mse")
-@dataclass(frozen=True)
-class MSEConfig(_LossConfig):
-    """Mean squared error (regression baseline)."""
+# The RANKING_LOSSES entries live in the torch-free ``loss_configs`` module (the CLI lists them
+# without importing torch); their names stay importable from here.
+from .loss_configs import (  # noqa: E402, F401
+    LambdaRankConfig,
+    MarginConfig,
+    MSEConfig,
+    RankNetConfig,
+    _LossConfig,
+)

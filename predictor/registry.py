@@ -1,11 +1,21 @@
 """The registry of ranking losses (fine-tuning objectives of the predictor).
 
 ``RANKING_LOSSES.make(name, values).build()`` returns ``loss(scores, targets, mask=None) -> scalar``.
+
+The entries live in ``predictor/loss_configs.py``, the one module the loader imports: the other
+modules of this package are torch / PyG modules, which ``nasrank finetune --help`` must not load
+(issue 19). A new loss registers its config there.
 """
 
 from __future__ import annotations
 
-from nasrank.registry import Registry, import_package_modules
+from nasrank.registry import Registry
 
-RANKING_LOSSES: Registry = Registry("ranking loss",
-                                    loader=import_package_modules("nasrank.predictor"))
+
+def _load() -> None:
+    import importlib
+
+    importlib.import_module("nasrank.predictor.loss_configs")
+
+
+RANKING_LOSSES: Registry = Registry("ranking loss", loader=_load)

@@ -31,10 +31,11 @@ heavy = sorted(m for m in ("torch", "torch_geometric", *{absent!r}) if m in sys.
 assert not heavy, f"imported {{heavy}}"
 """
 
-#: commands whose options come from torch-free registries (the supernet and ranking-loss
-#: registries still load torch modules: run, supernet-train, proxies, fewshot, finetune)
+#: commands whose options come from torch-free registries (the supernet registries still load
+#: torch modules: run, supernet-train, proxies, fewshot); finetune's ranking losses come from
+#: the torch-free predictor/loss_configs.py
 LIGHT_COMMANDS = ("search", "benchmark", "spaces", "convert", "weak-labels", "pretrain",
-                  "predict", "groundtruth", "supernet-eval")
+                  "predict", "groundtruth", "supernet-eval", "finetune")
 
 
 def _run(*runs: list[str], absent: tuple[str, ...] = ()) -> dict[str, str]:
@@ -66,6 +67,7 @@ def test_help_imports_no_torch():
     for cmd in LIGHT_COMMANDS:
         assert outs[f"{cmd} --help"].startswith(f"usage: nasrank {cmd}"), outs[f"{cmd} --help"]
     assert "--budget" in outs["search --help"]
+    assert "--loss NAME" in outs["finetune --help"] and "--loss.margin" in outs["finetune --help"]
 
 
 def test_search_help_imports_neither_scipy_stats_nor_optuna():
@@ -87,6 +89,33 @@ def test_search_help_imports_neither_scipy_stats_nor_optuna():
     res = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_ranking_loss_configs_build_the_losses_and_keep_their_old_import_path():
+    # the RANKING_LOSSES loader imports only predictor/loss_configs.py (torch-free); build()
+    # imports the loss functions when called
+    out = subprocess.run([sys.executable, "-c", "import sys\n"
+                          "from nasrank.predictor.registry import RANKING_LOSSES\n"
+                          "assert RANKING_LOSSES.names() == ['lambdarank', 'ranknet', 'margin', "
+                          "'mse'], RANKING_LOSSES.names()\n"
+                          "assert 'torch' not in sys.modules\n"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import torch
+
+    from nasrank.predictor import losses
+    from nasrank.predictor.registry import RANKING_LOSSES
+
+    for name, cls in (("lambdarank", losses.LambdaRankConfig), ("ranknet", losses.RankNetConfig),
+                      ("margin", losses.MarginConfig), ("mse", losses.MSEConfig)):
+        assert RANKING_LOSSES.get(name) is cls
+    assert RANKING_LOSSES.make("ranknet", {}).build() is losses.ranknet_loss
+    hinge = RANKING_LOSSES.make("margin", {"margin": 0.5}).build()
+    # two entries, scores 0 / 1 against relevance 1 / 0: one pair wrong by 1, hinge 0.5 + 1
+    assert float(hinge(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]))) == \
+        pytest.approx(1.5)
+    assert RANKING_LOSSES.make("margin", {"margin": 0.5}).fit_kwargs() == {"loss": "margin",
+                                                                          "margin": 0.5}
 
 
 def test_version_is_read_from_the_metadata_only_when_asked_for():

@@ -1,0 +1,68 @@
+"""The :data:`~nasrank.predictor.registry.RANKING_LOSSES` entries: one config per ranking loss.
+
+Torch-free (issue 19): the registry's loader imports only this module, so ``nasrank finetune
+--help`` lists the losses and their options without importing torch; ``build()`` imports the loss
+functions of :mod:`nasrank.predictor.losses` when called. The names stay importable from
+``nasrank.predictor.losses`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nasrank.predictor.registry import RANKING_LOSSES
+from nasrank.registry import Config, option
+
+
+@dataclass(frozen=True)
+class _LossConfig(Config):
+    def build(self) -> Callable[..., Any]:
+        """``loss(scores, targets, mask=None) -> scalar``."""
+        from .losses import LOSSES
+
+        return LOSSES[self.name]
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``RankingPredictor.fit`` that select this loss."""
+        return {"loss": self.name}
+
+
+@RANKING_LOSSES.register("lambdarank")
+@dataclass(frozen=True)
+class LambdaRankConfig(_LossConfig):
+    """LambdaRank: pairwise logistic loss weighted by |delta NDCG| (rewards the top)."""
+
+
+@RANKING_LOSSES.register("ranknet")
+@dataclass(frozen=True)
+class RankNetConfig(_LossConfig):
+    """RankNet: pairwise logistic loss over every ordered pair."""
+
+
+@RANKING_LOSSES.register("margin")
+@dataclass(frozen=True)
+class MarginConfig(_LossConfig):
+    """Pairwise hinge max(0, margin - (s_i - s_j)) (torch MarginRankingLoss)."""
+
+    margin: float = option(0.1, "hinge margin", low=0.0)
+
+    def build(self) -> Callable[..., Any]:
+        import functools
+
+        from .losses import margin_ranking_loss
+
+        return functools.partial(margin_ranking_loss, margin=self.margin)
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        return {"loss": "margin", "margin": self.margin}
+
+
+@RANKING_LOSSES.register("mse")
+@dataclass(frozen=True)
+class MSEConfig(_LossConfig):
+    """Mean squared error (regression baseline)."""
+
+
+__all__ = ["LambdaRankConfig", "RankNetConfig", "MarginConfig", "MSEConfig"]
