@@ -164,7 +164,6 @@ class ArchSampler(_Checkpointable, ABC):
         """The architectures of one training step (at least one)."""
 
 
-
 class UniformSampler(ArchSampler):
     """Single-path one-shot (SPOS, Guo et al. 2020): every decision point draws a choice
     uniformly and independently; ``archs_per_step`` paths per step."""
@@ -268,45 +267,6 @@ class StepStrategy(_Checkpointable):
 
 
 # ----------------------------------------------------------------------------- registry entries
-from dataclasses import dataclass  # noqa: E402  (entries below; the classes above stay first)
-
-from nasrank.registry import Config, option  # noqa: E402
-from nasrank.supernet.registry import SAMPLERS  # noqa: E402
-
-
-@SAMPLERS.register("uniform")
-@dataclass(frozen=True)
-class UniformSamplerConfig(Config):
-    """Single-path one-shot (SPOS): every decision point draws uniformly."""
-
-    archs_per_step: int = option(1, "paths visited (gradients accumulated) per training step",
-                                 low=1)
-
-    def build(self, supernet: Supernet) -> UniformSampler:
-        return UniformSampler(supernet, archs_per_step=self.archs_per_step)
-
-
-@SAMPLERS.register("fair")
-@dataclass(frozen=True)
-class FairSamplerConfig(Config):
-    """Strict fairness (FairNAS): every choice used floor/ceil(n / k) times per step."""
-
-    arch_batch: int | None = option(
-        None, "architecture batch n: paths per step (default: the largest choice count; "
-        "NCS's best on the CVPR 2021 space is 18)", low=1)
-
-    def build(self, supernet: Supernet) -> StrictFairSampler:
-        return StrictFairSampler(supernet, arch_batch=self.arch_batch)
-
-
-# ----------------------------------------------------------------------------- step strategies
-from nasrank.supernet.registry import STEP_STRATEGIES  # noqa: E402
-
-
-@STEP_STRATEGIES.register("ce")
-@dataclass(frozen=True)
-class CrossEntropyConfig(Config):
-    """Plain cross-entropy of every visited path (SPOS/FairNAS training)."""
-
-    def build(self, supernet: Supernet) -> StepStrategy:
-        return StepStrategy()
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import CrossEntropyConfig, FairSamplerConfig, UniformSamplerConfig  # noqa: E402, F401

@@ -80,8 +80,8 @@ from nasrank.spaces.networks.cvpr2021 import CVPR2021ResNet
 from nasrank.errors import InvalidArchitectureError, NasrankError
 
 from .base import Supernet
+from .configs import SHARING_SCHEMES  # the one list (the CLI reads it there, without torch)
 
-SHARING_SCHEMES: tuple[str, ...] = ("full", "front", "end", "independent")
 LAYER_TYPES: tuple[str, ...] = ("conv", "bn", "fc")
 
 
@@ -548,32 +548,6 @@ class ChannelSupernet(Supernet):
 
 
 # ----------------------------------------------------------------------------- registry entry
-from dataclasses import dataclass  # noqa: E402  (entry below; the supernet above stays first)
-from typing import ClassVar  # noqa: E402
-
-from nasrank.registry import Config, option  # noqa: E402
-from nasrank.supernet.registry import SUPERNETS  # noqa: E402
-
-
-@SUPERNETS.register("cvpr2021")
-@dataclass(frozen=True)
-class ChannelSupernetConfig(Config):
-    """CVPR 2021 ResNet-20 channel supernet (slimmable layers; NCS sharing per layer type)."""
-
-    space: ClassVar[str] = "cvpr2021"
-    conv: str = option("full", "sharing of the conv weights", choices=SHARING_SCHEMES)
-    bn: str = option("full", "sharing of the BatchNorm parameters/statistics",
-                     choices=SHARING_SCHEMES)
-    fc: str = option("full", "sharing of the classifier weights", choices=SHARING_SCHEMES)
-
-    def build(self, space: Any, *, num_classes: int, in_channels: int = 3,
-              seed: int = 0) -> ChannelSupernet:
-        """The supernet with initial weights drawn from ``seed`` (the global torch RNG is
-        left as it was)."""
-        if getattr(space, "name", None) != "cvpr2021":
-            raise SharingError(f"supernet 'cvpr2021' serves space 'cvpr2021', got "
-                               f"{getattr(space, 'name', space)!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            return ChannelSupernet({"conv": self.conv, "bn": self.bn, "fc": self.fc},
-                                   num_classes=num_classes, in_channels=in_channels)
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import ChannelSupernetConfig  # noqa: E402, F401

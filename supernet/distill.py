@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrank.errors import ConfigError, NasrankError
-from nasrank.registry import Config, option
 from nasrank.supernet.registry import STEP_STRATEGIES
 
 from .base import Arch, StepStrategy, Supernet, unwrap
@@ -220,50 +219,6 @@ class FixedTeacherStrategy(_DistillBase):
         self._pending = state.get("teacher")
 
 
-# ----------------------------------------------------------------------------- registry entries
-@STEP_STRATEGIES.register("running_teacher")
-@dataclass(frozen=True)
-class RunningTeacherConfig(Config):
-    """NCS running teacher: the largest path learns from labels, sampled paths from its output."""
-
-    temperature: float = option(1.0, "distillation temperature T (the KL term is scaled by T^2)",
-                                low=0.0, low_open=True)
-    ce_weight: float = option(0.0, "weight of the students' own cross-entropy on the labels",
-                              low=0.0)
-    sandwich: bool = option(False, "also distil into the smallest architecture on every batch "
-                            "(sandwich rule; channel spaces)")
-
-    def build(self, supernet: Supernet) -> RunningTeacherStrategy:
-        return RunningTeacherStrategy(supernet, temperature=self.temperature,
-                                      ce_weight=self.ce_weight, sandwich=self.sandwich)
-
-
-@STEP_STRATEGIES.register("fixed_teacher")
-@dataclass(frozen=True)
-class FixedTeacherConfig(Config):
-    """NCS fixed teacher: a frozen copy of the trained largest path teaches every sampled path."""
-
-    temperature: float = option(1.0, "distillation temperature T (the KL term is scaled by T^2)",
-                                low=0.0, low_open=True)
-    ce_weight: float = option(0.0, "weight of the students' own cross-entropy on the labels",
-                              low=0.0)
-    warmup_epochs: int = option(0, "epochs at the start of the run that train only the largest "
-                                "path, which then becomes the frozen teacher", low=0)
-    teacher_checkpoint: str | None = option(
-        None, "supernet checkpoint whose largest path is the teacher (instead of warm-up)")
-
-    def check(self) -> None:
-        if (self.teacher_checkpoint is None) == (self.warmup_epochs == 0):
-            raise ConfigError(
-                f"step strategy 'fixed_teacher': give exactly one of teacher_checkpoint or "
-                f"warmup_epochs >= 1 (got {self.teacher_checkpoint!r}, {self.warmup_epochs})")
-
-    def build(self, supernet: Supernet) -> FixedTeacherStrategy:
-        return FixedTeacherStrategy(
-            supernet, temperature=self.temperature, ce_weight=self.ce_weight,
-            warmup_epochs=self.warmup_epochs, teacher_checkpoint=self.teacher_checkpoint)
-
-
 # ----------------------------------------------------------------------------- presets
 @dataclass(frozen=True)
 class TrainingPreset:
@@ -317,3 +272,9 @@ def get_preset(name: str) -> TrainingPreset:
     except KeyError:
         raise ConfigError(f"unknown training preset {name!r}; expected one of "
                           f"{sorted(PRESETS)}") from None
+
+
+# ----------------------------------------------------------------------------- registry entries
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import FixedTeacherConfig, RunningTeacherConfig  # noqa: E402, F401

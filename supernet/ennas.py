@@ -40,7 +40,6 @@ import contextlib
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,10 +50,8 @@ from scipy.optimize import minimize
 from torch import nn
 
 from nasrank.errors import NasrankError
-from nasrank.registry import Config, option
 
 from .base import Arch, ArchSampler, StepStrategy, Supernet, unwrap
-from .registry import SAMPLERS, STEP_STRATEGIES
 
 MAX_SEQUENCES = 50_000  # ordered draws enumerated exactly by the calibration
 
@@ -198,18 +195,6 @@ class EnsembleKDStrategy(StepStrategy):
         else:
             z = model(x, arch)
         return ensemble_kd_loss(z, self._teacher, y, self.tau)
-
-
-@STEP_STRATEGIES.register("ennas_kd")
-@dataclass(frozen=True)
-class EnsembleKDConfig(Config):
-    """EnNAS: distil every path from the optimally weighted ensemble of the step's paths."""
-
-    tau: float = option(1.0, "distillation temperature (loss scaled by tau^2)", low=0.0,
-                        low_open=True)
-
-    def build(self, supernet: Supernet) -> EnsembleKDStrategy:
-        return EnsembleKDStrategy(self.tau)
 
 
 # ----------------------------------------------------------------------------- diversity
@@ -451,20 +436,7 @@ class DiversitySampler(ArchSampler):
                 for i in range(self.m)]
 
 
-@SAMPLERS.register("ennas_diversity")
-@dataclass(frozen=True)
-class DiversitySamplerConfig(Config):
-    """EnNAS diversity-based sampling: m paths per step, operators drawn by diversity."""
-
-    m: int = option(4, "paths per step (ensemble size)", low=1)
-    refresh_every: int = option(0, "also refresh every this many steps (0: only at the start "
-                                   "of every epoch)", low=0)
-    probe_size: int = option(16, "probe images for the diversity", low=2)
-    probe_paths: int = option(2, "sampled paths that route the probe images", low=1)
-    probe_hw: int = option(32, "height/width of the noise probe when no data is bound", low=1)
-    seed: int = option(0, "seed of the probe images and routing paths", low=0)
-
-    def build(self, supernet: Supernet) -> DiversitySampler:
-        return DiversitySampler(supernet, self.m, refresh_every=self.refresh_every,
-                                probe_size=self.probe_size, probe_paths=self.probe_paths,
-                                probe_hw=self.probe_hw, seed=self.seed)
+# ----------------------------------------------------------------------------- registry entries
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import DiversitySamplerConfig, EnsembleKDConfig  # noqa: E402, F401

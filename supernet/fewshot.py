@@ -57,11 +57,9 @@ from scipy.optimize import linear_sum_assignment
 
 from nasrank.errors import ConfigError, NasrankError
 from nasrank.proxy_names import canonical_proxy
-from nasrank.registry import Config, option
 from nasrank.spaces.labels import LabelTable
 
 from .base import Arch, ArchSampler, Supernet
-from .registry import SAMPLERS
 
 PROXY_METRICS = ("grad_norm", "snip", "grasp", "synflow", "jacov", "ntk", "linear_regions")
 METRICS = ("gm", *PROXY_METRICS)
@@ -139,20 +137,6 @@ def parse_allowed(text: Sequence[str], counts: Sequence[int]) -> list[list[int]]
             raise ConfigError(f"allowed entry {item!r} of decision point {d} is not choice "
                               f"indices joined by '+' (e.g. '0+2') or '*'") from None
     return out
-
-
-@SAMPLERS.register("restricted_uniform")
-@dataclass(frozen=True)
-class RestrictedUniformConfig(Config):
-    """Uniform sampling inside a sub-supernet (few-shot leaf): only the allowed choices."""
-
-    allowed: tuple[str, ...] = option((), "allowed choice indices per decision point, joined by "
-                                          "'+' ('0+2'), '*' for all; empty = whole supernet")
-    archs_per_step: int = option(1, "paths visited (gradients accumulated) per step", low=1)
-
-    def build(self, supernet: Supernet) -> RestrictedUniformSampler:
-        parsed = parse_allowed(self.allowed, [len(o) for o in supernet.decisions()])
-        return RestrictedUniformSampler(supernet, parsed, self.archs_per_step)
 
 
 # ----------------------------------------------------------------------------- partitions
@@ -600,3 +584,9 @@ def fewshot_weak_labels(
             keys.append(key)
     names = next(iter(tables.values())).names
     return LabelTable(keys, {n: [rows[k][n] for k in keys] for n in names}, space=space.name)
+
+
+# ----------------------------------------------------------------------------- registry entry
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import RestrictedUniformConfig  # noqa: E402, F401

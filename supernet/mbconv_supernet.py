@@ -13,21 +13,17 @@ gradients.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from nasrank.errors import ConfigError, InvalidArchitectureError, SpaceMismatchError
-from nasrank.registry import Config
+from nasrank.errors import InvalidArchitectureError, SpaceMismatchError
 from nasrank.spaces.mbconv import LayerSpec, MBConvArch, MBConvSpace
 from nasrank.spaces.networks.mbconv import MBConvNetwork, add_skeleton, make_layer_op
 
 from .base import Supernet
-from .registry import SUPERNETS
 
 
 class MixedLayer(nn.Module):
@@ -122,19 +118,7 @@ class MBConvSupernet(Supernet):
         return net.to(next(self.parameters()).device)
 
 
-@SUPERNETS.register("mbconv")
-@dataclass(frozen=True)
-class MBConvSupernetConfig(Config):
-    """One-path-per-layer supernet of the MBConv chain space (sizes from the space)."""
-
-    space: ClassVar[str] = "mbconv"
-
-    def build(self, space: MBConvSpace, *, num_classes: int, in_channels: int = 3,
-              seed: int = 0) -> MBConvSupernet:
-        """The supernet of ``space`` with initial weights drawn from ``seed`` (the global
-        torch RNG is left as it was)."""
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ConfigError(f"supernet 'mbconv': seed must be an int, got {seed!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            return MBConvSupernet(space, num_classes=num_classes, in_channels=in_channels)
+# ----------------------------------------------------------------------------- registry entry
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import MBConvSupernetConfig  # noqa: E402, F401

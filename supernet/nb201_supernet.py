@@ -136,35 +136,6 @@ class NB201Supernet(Supernet):
 
 
 # ----------------------------------------------------------------------------- registry entry
-from dataclasses import dataclass  # noqa: E402  (entry below; the supernet above stays first)
-from typing import ClassVar  # noqa: E402
-
-from nasrank.registry import Config, option  # noqa: E402
-from nasrank.supernet.registry import SUPERNETS  # noqa: E402
-
-
-@SUPERNETS.register("nb201")
-@dataclass(frozen=True)
-class NB201SupernetConfig(Config):
-    """NB201 weight-sharing supernet (one MixedEdge of the 5 ops per edge)."""
-
-    #: the search space this supernet serves (``nasrank run --space nb201`` picks it)
-    space: ClassVar[str] = "nb201"
-    channels: int = option(8, "C: channels of the first stage (paper: 16)", low=1)
-    cells: int = option(1, "N: cells per stage (paper: 5)", low=1)
-
-    def build(self, space: Any, *, num_classes: int, in_channels: int = 3,
-              seed: int = 0) -> NB201Supernet:
-        """The supernet with initial weights drawn from ``seed`` (the global torch RNG is
-        left as it was)."""
-        if getattr(space, "name", None) != "nb201":
-            raise InvalidArchitectureError(
-                f"supernet 'nb201' serves space 'nb201', got {getattr(space, 'name', space)!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            return NB201Supernet(num_classes=num_classes, C=self.channels, N=self.cells,
-                                 in_channels=in_channels)
-
-    def network_kwargs(self) -> dict[str, int]:
-        """``NB201Space.build`` options of the stand-alone networks matching this supernet."""
-        return {"C": self.channels, "N": self.cells}
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import NB201SupernetConfig  # noqa: E402, F401

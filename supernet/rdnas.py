@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,10 +37,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from nasrank.errors import ConfigError, LabelTableError, NasrankError
+from nasrank.errors import LabelTableError, NasrankError
 from nasrank.proxy_names import canonical_proxy
-from nasrank.registry import Config, option
-from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES
 
 from .base import Arch, ArchSampler, StepStrategy, Supernet
 
@@ -396,48 +393,10 @@ class RankingDistillStrategy(StepStrategy):
 
 
 # ----------------------------------------------------------------------------- registry entries
-@dataclass(frozen=True)
-class _TeacherOptions(Config):
-    """Options of the zero-cost teacher shared by the 'rdnas' sampler and step strategy."""
-
-    proxies: tuple[str, ...] = option(("nwot",), "teacher proxies (rank-averaged when several)")
-    table: str | None = option(None, "label table with zc_<proxy> columns (`nasrank proxies`); "
-                               "default: compute on the fly over a seeded pool")
-    pool_size: int = option(500, "on-the-fly teacher: architectures in the reference pool", low=2)
-    teacher_seed: int = option(0, "on-the-fly teacher: seed of the pool, init and batch", low=0)
-    image_size: int = option(32, "on-the-fly teacher: side of the Gaussian scoring batch", low=1)
-    groups: int = option(5, "teacher-rank groups of the margin sampler", low=2)
-
-    def check(self) -> None:
-        if not self.proxies:
-            raise ConfigError(f"{self.kind} {self.name!r}: proxies must name at least one proxy")
-
-    def teacher(self, supernet: Supernet) -> ZeroCostTeacher:
-        return shared_teacher(supernet, proxies=self.proxies, table=self.table,
-                              pool_size=self.pool_size, seed=self.teacher_seed,
-                              image_size=self.image_size)
-
-
-@SAMPLERS.register("rdnas")
-@dataclass(frozen=True)
-class MarginPairSamplerConfig(_TeacherOptions):
-    """RD-NAS margin subnet sampler: pairs from different zero-cost-teacher rank groups."""
-
-    pairs: int = option(1, "architecture pairs per step", low=1)
-
-    def build(self, supernet: Supernet) -> MarginPairSampler:
-        return MarginPairSampler(supernet, self.teacher(supernet), groups=self.groups,
-                                 pairs=self.pairs)
-
-
-@STEP_STRATEGIES.register("rdnas")
-@dataclass(frozen=True)
-class RankingDistillConfig(_TeacherOptions):
-    """RD-NAS: cross-entropy + weight * margin ranking loss against a zero-cost teacher."""
-
-    margin: float = option(0.01, "margin per group of distance between a pair's groups", low=0.0)
-    weight: float = option(1.0, "lambda: weight of the ranking loss", low=0.0)
-
-    def build(self, supernet: Supernet) -> RankingDistillStrategy:
-        return RankingDistillStrategy(supernet, self.teacher(supernet), groups=self.groups,
-                                      margin=self.margin, weight=self.weight)
+# in the torch-free ``configs`` module (the CLI lists them without torch); the names stay
+# importable from here
+from .configs import (  # noqa: E402, F401
+    MarginPairSamplerConfig,
+    RankingDistillConfig,
+    _TeacherOptions,
+)

@@ -1,7 +1,9 @@
 """The registries of this package: supernets, architecture samplers and step strategies.
 
-Entries live next to what they build; the loader imports every module of the package the first
-time a registry is read, so a new strategy is its own file (plus its test).
+The entries live in ``supernet/configs.py``, the one module the loader imports (the first time a
+registry is read): the other modules of this package are torch modules, which the help of
+``nasrank run`` and the other training commands must not load (issue 19). A new strategy is its
+config there, whose ``build()`` imports its implementation module, plus its test.
 
 * ``SUPERNETS.make(name, values).build(space, num_classes=..., in_channels=...)`` -> Supernet
 * ``SAMPLERS.make(name, values).build(supernet)`` -> ArchSampler
@@ -10,9 +12,14 @@ time a registry is read, so a new strategy is its own file (plus its test).
 
 from __future__ import annotations
 
-from nasrank.registry import Registry, import_package_modules
+from nasrank.registry import Registry
 
-_load = import_package_modules("nasrank.supernet")
+
+def _load() -> None:
+    import importlib
+
+    importlib.import_module("nasrank.supernet.configs")
+
 
 SUPERNETS: Registry = Registry("supernet", loader=_load)
 SAMPLERS: Registry = Registry("sampler", loader=_load)

@@ -31,21 +31,26 @@ heavy = sorted(m for m in ("torch", "torch_geometric", *{absent!r}) if m in sys.
 assert not heavy, f"imported {{heavy}}"
 """
 
-#: commands whose options come from torch-free registries (the supernet registries still load
-#: torch modules: run, supernet-train, proxies, fewshot); finetune's ranking losses come from
-#: the torch-free predictor/loss_configs.py
+#: every command: their options come from torch-free registries (the ranking losses from
+#: predictor/loss_configs.py, the supernets, samplers and step strategies from supernet/configs.py)
 LIGHT_COMMANDS = ("search", "benchmark", "spaces", "convert", "weak-labels", "pretrain",
-                  "predict", "groundtruth", "supernet-eval", "finetune")
+                  "predict", "groundtruth", "supernet-eval", "finetune", "run", "supernet-train",
+                  "proxies", "fewshot")
+
+
+def _python(code: str) -> str:
+    """The stdout of ``code`` run in a fresh interpreter (which must exit with status 0)."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
 
 
 def _run(*runs: list[str], absent: tuple[str, ...] = ()) -> dict[str, str]:
     """The output of each run of ``main`` in one fresh interpreter, by its argv; torch, PyG and
     the modules named in ``absent`` must not have been imported."""
-    out = subprocess.run([sys.executable, "-c", PROBE.format(runs=list(runs), absent=absent)],
-                         cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    parts = re.split(r"^=== ", out.stdout, flags=re.M)[1:]
+    stdout = _python(PROBE.format(runs=list(runs), absent=absent))
+    parts = re.split(r"^=== ", stdout, flags=re.M)[1:]
     return {p.split("\n", 1)[0]: p.split("\n", 1)[1] for p in parts}
 
 
@@ -68,6 +73,7 @@ def test_help_imports_no_torch():
         assert outs[f"{cmd} --help"].startswith(f"usage: nasrank {cmd}"), outs[f"{cmd} --help"]
     assert "--budget" in outs["search --help"]
     assert "--loss NAME" in outs["finetune --help"] and "--loss.margin" in outs["finetune --help"]
+    assert "--sampler.arch-batch" in outs["run --help"] and "--supernet.bn" in outs["run --help"]
 
 
 def test_search_help_imports_neither_scipy_stats_nor_optuna():
@@ -86,21 +92,17 @@ def test_search_help_imports_neither_scipy_stats_nor_optuna():
              "try:\n    optuna_search.no_such_name\n"
              "except AttributeError as e:\n    assert 'no_such_name' in str(e)\n"
              "else:\n    raise AssertionError\n")
-    res = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
+    _python(check)
 
 
 def test_ranking_loss_configs_build_the_losses_and_keep_their_old_import_path():
     # the RANKING_LOSSES loader imports only predictor/loss_configs.py (torch-free); build()
     # imports the loss functions when called
-    out = subprocess.run([sys.executable, "-c", "import sys\n"
-                          "from nasrank.predictor.registry import RANKING_LOSSES\n"
-                          "assert RANKING_LOSSES.names() == ['lambdarank', 'ranknet', 'margin', "
-                          "'mse'], RANKING_LOSSES.names()\n"
-                          "assert 'torch' not in sys.modules\n"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    _python("import sys\n"
+            "from nasrank.predictor.registry import RANKING_LOSSES\n"
+            "assert RANKING_LOSSES.names() == ['lambdarank', 'ranknet', 'margin', 'mse'], "
+            "RANKING_LOSSES.names()\n"
+            "assert 'torch' not in sys.modules\n")
     import torch
 
     from nasrank.predictor import losses
@@ -118,16 +120,55 @@ def test_ranking_loss_configs_build_the_losses_and_keep_their_old_import_path():
                                                                           "margin": 0.5}
 
 
+def test_supernet_registries_load_no_torch_and_keep_their_entries_and_import_paths():
+    # the loader imports only supernet/configs.py; the configs stay importable from the modules
+    # of their implementations, and build() imports those
+    out = _python("import sys\n"
+                  "from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES, SUPERNETS\n"
+                  "print((SUPERNETS.names(), SAMPLERS.names(), STEP_STRATEGIES.names()))\n"
+                  "assert 'torch' not in sys.modules\n")
+    # the order of the registrations (CLI choices, help) is the one of before the move
+    assert out.strip() == str((["cvpr2021", "mbconv", "nb201"],
+                                      ["uniform", "fair", "ennas_diversity", "restricted_uniform",
+                                       "rdnas"],
+                                      ["ce", "running_teacher", "fixed_teacher", "ennas_kd",
+                                       "rdnas"]))
+    from nasrank.supernet import base, channel, distill, ennas, fewshot, mbconv_supernet
+    from nasrank.supernet import nb201_supernet, rdnas
+    from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES, SUPERNETS
+
+    for reg, name, module, cls in (
+            (SUPERNETS, "nb201", nb201_supernet, "NB201SupernetConfig"),
+            (SUPERNETS, "cvpr2021", channel, "ChannelSupernetConfig"),
+            (SUPERNETS, "mbconv", mbconv_supernet, "MBConvSupernetConfig"),
+            (SAMPLERS, "uniform", base, "UniformSamplerConfig"),
+            (SAMPLERS, "fair", base, "FairSamplerConfig"),
+            (SAMPLERS, "restricted_uniform", fewshot, "RestrictedUniformConfig"),
+            (SAMPLERS, "ennas_diversity", ennas, "DiversitySamplerConfig"),
+            (SAMPLERS, "rdnas", rdnas, "MarginPairSamplerConfig"),
+            (STEP_STRATEGIES, "ce", base, "CrossEntropyConfig"),
+            (STEP_STRATEGIES, "running_teacher", distill, "RunningTeacherConfig"),
+            (STEP_STRATEGIES, "fixed_teacher", distill, "FixedTeacherConfig"),
+            (STEP_STRATEGIES, "ennas_kd", ennas, "EnsembleKDConfig"),
+            (STEP_STRATEGIES, "rdnas", rdnas, "RankingDistillConfig")):
+        assert reg.get(name) is getattr(module, cls), name
+    from nasrank.spaces.nb201 import NB201Space
+
+    sup = SUPERNETS.make("nb201", {"channels": 4}).build(NB201Space(), num_classes=3)
+    assert isinstance(sup, nb201_supernet.NB201Supernet)
+    assert isinstance(SAMPLERS.make("fair", {}).build(sup), base.StrictFairSampler)
+    assert type(STEP_STRATEGIES.make("ce", {}).build(sup)) is base.StepStrategy
+    assert channel.SHARING_SCHEMES == ("full", "front", "end", "independent")
+
+
 def test_version_is_read_from_the_metadata_only_when_asked_for():
     # nasrank.__version__ is a lazy module attribute: --help does not import importlib.metadata
     _run(["--help"], absent=("importlib.metadata",))
-    out = subprocess.run([sys.executable, "-c", "import sys, nasrank; "
-                          "assert 'importlib.metadata' not in sys.modules; "
-                          "from importlib.metadata import version; "
-                          "assert nasrank.__version__ == version('nasrank'), nasrank.__version__; "
-                          "assert '__version__' in vars(nasrank)"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    _python("import sys, nasrank; "
+            "assert 'importlib.metadata' not in sys.modules; "
+            "from importlib.metadata import version; "
+            "assert nasrank.__version__ == version('nasrank'), nasrank.__version__; "
+            "assert '__version__' in vars(nasrank)")
     import nasrank
 
     with pytest.raises(AttributeError, match="no_such_name"):
