@@ -189,11 +189,13 @@ class _SupernetPlan:
     epochs: int
     batch_size: int
     lr: float
+    same_batch: bool = True
 
     @classmethod
     def of(cls, cfg: Any) -> _SupernetPlan:
         epochs = getattr(cfg, "supernet_epochs", None) or cfg.epochs
-        return cls(cfg.supernet, cfg.sampler, cfg.strategy, epochs, cfg.batch_size, cfg.lr)
+        return cls(cfg.supernet, cfg.sampler, cfg.strategy, epochs, cfg.batch_size, cfg.lr,
+                   bool(getattr(cfg, "same_batch", True)))
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,12 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
     settings (every config as ``to_dict()``) go to ``out/supernet/settings.json``."""
 
     outp = Path(cfg.out)
+    if cfg.preset is not None:
+        cfg = apply_training_preset(cfg)
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "out", "device")}
+    for key, default in (("same_batch", True), ("preset", None)):  # recorded only when set:
+        if settings.get(key, default) == default:                  # older folders resume
+            settings.pop(key, None)
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
     space = cfg.space.build()
     if cfg.supernet is None:
@@ -344,6 +351,32 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
     st = res.stats
     console.say(f"supernet trained: {st.epochs} epochs, {st.images_per_second:.0f} images/s, "
                 f"last loss {st.last_loss:.3f}; checkpoint {res.checkpoint / 'supernet.pt'}")
+
+
+def apply_training_preset(cfg: Any) -> Any:
+    """``cfg`` with its supernet (when the preset names one), sampler, strategy and
+    ``same_batch`` replaced by those of the preset ``cfg.preset``; a preset for another space's
+    supernet is refused."""
+    import dataclasses
+
+    from nasrank.supernet.distill import get_preset
+    from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES, SUPERNETS
+
+    preset = get_preset(cfg.preset)
+    supernet = cfg.supernet
+    if preset.supernet is not None:
+        supernet = SUPERNETS.make(preset.supernet, dict(preset.supernet_options))
+        try:
+            stages.check_supernet_space(cfg.space, supernet)
+        except ConfigError:
+            raise ConfigError(f"preset {cfg.preset!r} trains the {preset.supernet!r} supernet; "
+                              f"use it with --space {preset.supernet}, not "
+                              f"{cfg.space.name!r}") from None
+    return dataclasses.replace(
+        cfg, supernet=supernet,
+        sampler=SAMPLERS.make(preset.sampler, dict(preset.sampler_options)),
+        strategy=STEP_STRATEGIES.make(preset.strategy, dict(preset.strategy_options)),
+        same_batch=preset.same_batch)
 
 
 def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:

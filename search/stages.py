@@ -196,7 +196,8 @@ def train_supernet_stage(cfg: Any, space: Any, data: Any, ctx: StageContext) -> 
     stats = train_supernet(net, data, cfg.sampler.build(net), epochs=cfg.epochs,
                            batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device,
                            seed=ctx.seeds.int("supernet_train"), checkpoint_dir=folder,
-                           strategy=cfg.strategy.build(net), progress=ctx.progress)
+                           strategy=cfg.strategy.build(net), progress=ctx.progress,
+                           same_batch=bool(getattr(cfg, "same_batch", True)))
     return SupernetResult(net, folder, stats)
 
 

@@ -55,6 +55,11 @@ class SupernetTrainCommand(Command):
     epochs: int = option(5, "training epochs", low=1)
     batch_size: int = option(64, "images per batch", low=1)
     lr: float = option(0.05, "SGD learning rate (cosine schedule)", low=0.0, low_open=True)
+    same_batch: bool = option(True, "every path of a training step on one batch (NCS); "
+                                     "--no-same-batch: each path on its own batch")
+    preset: str | None = option(None, "a named training setting of nasrank.supernet.distill."
+                                      "PRESETS (ncs_best, rdnas); it sets --supernet (when it "
+                                      "names one), --sampler, --strategy and --same-batch")
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
 
