@@ -25,6 +25,15 @@ params of ``--cvpr-pre-archs`` archs (the 500 with ground truth among them; cach
 mean and a ridge regression on the four measured labels (the hybrid head's linear part alone).
 
   python benchmarks/bench_predictor_cheap.py --cvpr --work runs/bench_cheap --seeds 0-9
+
+End to end with our own weak labels (``--e2e``): the NB201 Fashion-MNIST ground truth of
+``benchmarks/data`` (300 cells x 2 seeds; truth = seed-averaged ``valid_acc``); pretraining on
+*our* cheap labels of those cells (``--e2e-weak``: a SPOS supernet's ws_acc / ws_neg_loss +
+FLOPs / params, ``--e2e-proxies``: zero-cost proxies on Fashion-MNIST), fine-tuning on N = 25 / 50
+/ 100 of the cells, Kendall tau on the rest; next to each weak label alone and the forest.
+
+  python benchmarks/bench_predictor_cheap.py --e2e --work runs/bench_cheap --seeds 0-9 \
+      --e2e-weak WEAK.csv --e2e-proxies PROXIES.csv
 """
 
 from __future__ import annotations
@@ -193,6 +202,95 @@ def run_cvpr(args: argparse.Namespace) -> None:
         print(f"| {k} | {len(v)} | {np.mean(v):.3f} ± {np.std(v):.3f} | {min(v):.3f} |")
 
 
+E2E_METHODS = ["rf", "pre_start", "pre_lr", "pre_margin", "hyb_lr", "hyb_margin"]
+
+
+def run_e2e(args: argparse.Namespace) -> None:
+    """See the module docstring (``--e2e``)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from nasrank.search.groundtruth import read_groundtruth
+    from nasrank.spaces.labels import LabelTable
+    from nasrank.spaces.nb201 import OPS, NB201Space
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    space = NB201Space()
+    gt = read_groundtruth(args.e2e_truth)
+    keys = gt.keys
+    truth = np.nanmean(gt.matrix("valid_acc"), axis=1)
+    archs = [space.parse(k) for k in keys]
+    weak = LabelTable.read_csv(args.e2e_weak, space="nb201")
+    zc = LabelTable.read_csv(args.e2e_proxies, space="nb201")
+    labels: dict[str, np.ndarray] = {}
+    for table in (weak, zc):
+        for name in table.names:
+            col = np.array([table.column(name)[table.index(k)] for k in keys], dtype=np.float64)
+            bad = ~np.isfinite(col)  # the all-none cell: -inf / NaN proxies rank it last
+            col[bad] = np.nanmin(np.where(bad, np.nan, col))
+            if name in ("zc_synflow", "zc_snip"):  # span decades
+                col = np.sign(col) * np.log1p(np.abs(col))
+            if np.ptp(col) > 0:
+                labels[name] = col
+    onehot = np.array([[float(op == o) for op in a.ops for o in OPS] for a in archs])
+    feats = np.concatenate([onehot, np.stack(list(labels.values()), axis=1)], axis=1)
+    ckpt = work / f"pretrained_e2e_e{args.e2e_pre_epochs}.pt"
+    if not ckpt.exists():
+        pre = RankingPredictor(space, device=args.device, seed=0)
+        pre.pretrain(archs, labels, epochs=args.e2e_pre_epochs, batch_size=20)
+        pre.save(ckpt)
+    plain = RankingPredictor.load(ckpt, space=space, device=args.device)
+    hybrid = plain.as_hybrid(archs, labels)
+    out = work / "e2e_fmnist.jsonl"
+    done = set()
+    if out.exists():
+        done = {(r["n"], r["seed"], r["method"]) for r in map(json.loads, out.read_text().splitlines())}
+    for n in args.ns:
+        for seed in parse_seeds(args.seeds):
+            perm = np.random.default_rng(seed).permutation(len(keys))
+            tr, te = perm[:n], perm[n:]
+            recs = [{"n": n, "seed": seed, "method": f"label:{name}",
+                     "kendall_tau": kendall_tau(truth[te], col[te])} for name, col in labels.items()]
+            for method in args.e2e_methods:
+                if (n, seed, method) in done:
+                    continue
+                t0 = time.time()
+                if method == "rf":
+                    rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
+                    scores = rf.fit(feats[tr], truth[tr]).predict(feats[te])
+                else:
+                    p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
+                    p.seed = seed
+                    kind = method.split("_", 1)[1]
+                    if kind == "start":
+                        p.fit([archs[i] for i in tr], truth[tr], epochs=1, lr=0.0)
+                    else:
+                        p.fit([archs[i] for i in tr], truth[tr],
+                              loss="margin" if kind == "margin" else "lambdarank",
+                              epochs=args.ft_epochs, patience=args.patience)
+                    scores = p.predict([archs[i] for i in te])
+                recs.append({"n": n, "seed": seed, "method": method,
+                             "kendall_tau": kendall_tau(truth[te], scores),
+                             "seconds": time.time() - t0})
+            with open(out, "a") as f:
+                for r in recs:
+                    if (r["n"], r["seed"], r["method"]) not in done:
+                        f.write(json.dumps(r) + "\n")
+                        done.add((r["n"], r["seed"], r["method"]))
+            print(json.dumps(recs[-1]), flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    table = defaultdict(list)
+    for r in rows:
+        if r["seed"] in set(parse_seeds(args.seeds)):
+            table[(r["method"], r["n"])].append(r["kendall_tau"])
+    print("| method | " + " | ".join(f"N = {n}" for n in args.ns) + " |")
+    for m in sorted({k[0] for k in table}):
+        print(f"| {m} | " + " | ".join(
+            f"{np.mean(table[(m, n)]):.3f} ± {np.std(table[(m, n)]):.3f}" if table[(m, n)] else "-"
+            for n in args.ns) + " |")
+
+
 def report(args: argparse.Namespace) -> None:
     groups = defaultdict(list)
     for line in (Path(args.work) / args.out).read_text().splitlines():
@@ -234,8 +332,16 @@ def main() -> None:
     ap.add_argument("--cvpr-pre-archs", type=int, default=10_000)
     ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
     ap.add_argument("--cvpr-methods", nargs="+", default=CVPR_METHODS, choices=CVPR_METHODS)
+    ap.add_argument("--e2e", action="store_true", help="our own weak labels, Fashion-MNIST truth")
+    ap.add_argument("--e2e-truth", default="data/nb201_fmnist_gt.csv")
+    ap.add_argument("--e2e-weak", help="weak-label table (ws_acc...) of the truth's cells")
+    ap.add_argument("--e2e-proxies", help="zero-cost proxy table of the truth's cells")
+    ap.add_argument("--e2e-pre-epochs", type=int, default=300)
+    ap.add_argument("--e2e-methods", nargs="+", default=E2E_METHODS, choices=E2E_METHODS)
     args = ap.parse_args()
-    if args.cvpr:
+    if args.e2e:
+        run_e2e(args)
+    elif args.cvpr:
         run_cvpr(args)
     elif args.report:
         report(args)
