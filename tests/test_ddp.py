@@ -67,27 +67,37 @@ def _run(kind: str, out: str, world: int) -> None:
     torch.save(net.state_dict(), os.path.join(out, f"{kind}_{world}_{rank}.pt"))
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+def _worker(rank: int, world: int, ports: tuple[int, int], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import torch.distributed as dist
 
     try:
-        for kind in ("toy", "nb201"):
+        # Each training makes and destroys its own process group. One rendezvous port per
+        # group: on a reused port a fast rank can reach rank 0's store of the previous group
+        # before rank 0 has torn it down, and both then wait forever (seen once in a suite run).
+        for kind, port in zip(("toy", "nb201"), ports):
+            os.environ["MASTER_PORT"] = str(port)
             _run(kind, out, world)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> tuple[int, ...]:
+    """``n`` distinct free ports (held open together while chosen, so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return tuple(s.getsockname()[1] for s in socks)
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_ddp_two_processes_match_one(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_ports(2), str(tmp_path)), nprocs=2, join=True)
     _run("toy", str(tmp_path), 1)
     single = torch.load(tmp_path / "toy_1_0.pt")
     for rank in (0, 1):

@@ -286,7 +286,11 @@ class ToySupernet(Supernet):
         return {"space": "toy"}
 
 
-def _ddp_run(out: str, world: int) -> None:
+def _ddp_run(out: str, world: int, ports: tuple[int, ...] = ()) -> None:
+    """``ports``: one rendezvous port per training (see tests/test_ddp.py: a reused port can
+    hang the second process group)."""
+    if ports:
+        os.environ["MASTER_PORT"] = str(ports[0])
     torch.manual_seed(0)
     torch.set_num_threads(1)
     data = load_dataset("digits", seed=0, subset=128)
@@ -297,6 +301,8 @@ def _ddp_run(out: str, world: int) -> None:
     rank = int(os.environ.get("RANK", "0"))
     torch.save(net.state_dict(), os.path.join(out, f"toy_{world}_{rank}.pt"))
     if world > 1:  # RD-NAS: a pair's two forwards share one backward; on-the-fly teacher
+        if ports:
+            os.environ["MASTER_PORT"] = str(ports[1])
         from nasrank.supernet.registry import SAMPLERS
 
         data = load_dataset("digits", seed=0, subset=64, channels=3)
@@ -308,23 +314,26 @@ def _ddp_run(out: str, world: int) -> None:
         torch.save(nb.state_dict(), os.path.join(out, f"rdnas_{world}_{rank}.pt"))
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+def _ddp_worker(rank: int, world: int, ports: tuple[int, int], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import torch.distributed as dist
 
     try:
-        _ddp_run(out, world)
+        _ddp_run(out, world, ports)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def test_distillation_under_ddp_matches_one_process(tmp_path):
-    with socket.socket() as s:
+    socks = [socket.socket(), socket.socket()]
+    for s in socks:  # two distinct free ports, one per training
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    ports = tuple(s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    mp.spawn(_ddp_worker, args=(2, ports, str(tmp_path)), nprocs=2, join=True)
     _ddp_run(str(tmp_path), 1)
     single = torch.load(tmp_path / "toy_1_0.pt")
     for rank in (0, 1):
