@@ -3,7 +3,7 @@ metrics and checkpoints (see docs/architecture.md)."""
 
 from __future__ import annotations
 
-import importlib
+from nasrank.lazy import lazy_exports
 
 # Exports are imported on first use (PEP 562), so that importing a light module of this package
 # (the RANKING_LOSSES registry and its configs, for `nasrank finetune --help`) does not import
@@ -20,13 +20,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
+from nasrank.lazy import lazy_exports
 
 # Exports are imported on first use (PEP 562), so that `nasrank --help`, which imports this
 # package, does not import torch, optuna and PyG.
@@ -22,13 +22,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

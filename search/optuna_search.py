@@ -53,6 +53,7 @@ import numpy as np
 
 from nasrank.spaces.base import SearchSpace
 from nasrank.errors import NasrankError
+from nasrank.lazy import lazy_exports
 
 from .baselines import check_seed, check_space
 from .evolution import _positive
@@ -76,12 +77,7 @@ if TYPE_CHECKING:
 _FROM_SAMPLER = ("PredictorSampler", "space_distributions")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _FROM_SAMPLER:
-        from . import _optuna_sampler
-
-        return getattr(_optuna_sampler, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(globals(), dict.fromkeys(_FROM_SAMPLER, "_optuna_sampler"))
 
 
 # ----------------------------------------------------------------------------- claims

@@ -34,7 +34,7 @@ import numpy as np
 
 from nasrank.errors import InvalidArchitectureError, LabelTableError
 
-from .networks import lazy_names
+from nasrank.lazy import lazy_exports
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +138,8 @@ def block_plan(arch: CVPR2021Arch) -> list[BlockSpec]:
 # ----------------------------------------------------------------------------- network
 # the torch modules live in spaces/networks/ (imported when a network is built); the old
 # names stay importable from here
-__getattr__ = lazy_names("cvpr2021", ("BasicBlock", "CVPR2021ResNet"))
+__getattr__ = lazy_exports(globals(), dict.fromkeys(
+    ("BasicBlock", "CVPR2021ResNet"), "networks.cvpr2021"))
 
 
 # ----------------------------------------------------------------------------- space

@@ -46,7 +46,7 @@ import numpy as np
 
 from nasrank.errors import ConfigError, InvalidArchitectureError
 
-from .networks import lazy_names
+from nasrank.lazy import lazy_exports
 
 if TYPE_CHECKING:
     import torch
@@ -169,7 +169,8 @@ class LayerSpec:
 # ----------------------------------------------------------------------------- network
 # the torch modules live in spaces/networks/ (imported when a network is built); the old
 # names stay importable from here
-__getattr__ = lazy_names("mbconv", ("MBConv", "make_layer_op", "add_skeleton", "MBConvNetwork"))
+__getattr__ = lazy_exports(globals(), dict.fromkeys(
+    ("MBConv", "make_layer_op", "add_skeleton", "MBConvNetwork"), "networks.mbconv"))
 
 
 # ----------------------------------------------------------------------------- space

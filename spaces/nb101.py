@@ -35,7 +35,7 @@ import numpy as np
 
 from nasrank.errors import InvalidArchitectureError, LabelTableError, NasrankError
 
-from .networks import lazy_names
+from nasrank.lazy import lazy_exports
 
 if TYPE_CHECKING:
     import torch
@@ -317,7 +317,8 @@ def vertex_channels(c_in: int, c_out: int, matrix: Sequence[Sequence[int]]) -> l
 
 # the torch modules live in spaces/networks/ (imported when a network is built); the old
 # names stay importable from here
-__getattr__ = lazy_names("nb101", ("ConvBNReLU", "NB101Cell", "NB101Network"))
+__getattr__ = lazy_exports(globals(), dict.fromkeys(
+    ("ConvBNReLU", "NB101Cell", "NB101Network"), "networks.nb101"))
 
 
 def cell_cost(arch: NB101Arch, c_in: int, c_out: int, hw: int) -> tuple[int, int]:

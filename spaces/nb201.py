@@ -22,7 +22,7 @@ import numpy as np
 
 from nasrank.errors import InvalidArchitectureError
 
-from .networks import lazy_names
+from nasrank.lazy import lazy_exports
 
 if TYPE_CHECKING:
     import torch
@@ -124,8 +124,9 @@ def canonicalize(arch: NB201Arch) -> NB201Arch:
 # ----------------------------------------------------------------------------- network
 # the torch modules live in spaces/networks/ (imported when a network is built); the old
 # names stay importable from here
-__getattr__ = lazy_names("nb201", ("ReLUConvBN", "Zero", "make_op", "NB201Cell",
-    "ResidualReduction", "add_macro_skeleton", "NB201Network"))
+__getattr__ = lazy_exports(globals(), dict.fromkeys((
+    "ReLUConvBN", "Zero", "make_op", "NB201Cell", "ResidualReduction", "add_macro_skeleton",
+    "NB201Network"), "networks.nb201"))
 
 
 # ----------------------------------------------------------------------------- space

@@ -8,8 +8,7 @@ nasrank.supernet`` and its light registry module (``nasrank.supernet.registry``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nasrank.lazy import lazy_exports
 
 #: public name -> the submodule defining it
 _EXPORTS: dict[str, str] = {
@@ -41,13 +40,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:
