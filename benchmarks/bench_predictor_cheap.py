@@ -77,6 +77,24 @@ def pretrained_pair(args, bench, archs, labels):
     return plain, plain.as_hybrid(archs, labels)
 
 
+def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
+              plain_select: str | None = "loss"):
+    """A copy of the pretrained predictor fine-tuned as ``method`` says: ``pre_``/``hyb_``
+    (plain or hybrid head), then ``start`` (the ridge read-out, lr 0), ``lr`` / ``margin``
+    (LambdaRank / margin ranking) with an optional ``_k`` (early stopping on validation Kendall
+    tau; the hybrid head always uses it). ``plain_select``: the selection of ``pre_lr`` /
+    ``pre_margin`` (``"loss"``: issue 3's; ``None``: the package default)."""
+    p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
+    p.seed = seed  # split / batch order of the fine-tuning run
+    kind = method.split("_", 1)[1]
+    if kind == "start":
+        return p.fit(archs, y, loss="lambdarank", epochs=1, lr=0.0)
+    loss = "margin" if kind.startswith("margin") else "lambdarank"
+    select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else plain_select
+    return p.fit(archs, y, loss=loss, epochs=args.ft_epochs, patience=args.patience,
+                 select=select)
+
+
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -108,17 +126,7 @@ def run(args: argparse.Namespace) -> None:
                         rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
                         scores = rf.fit(feats[idx], tr_y).predict(feats)
                     else:
-                        p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
-                        p.seed = seed  # split / batch order of the fine-tuning run
-                        kind = method.split("_", 1)[1]
-                        if kind == "start":
-                            p.fit(tr_archs, tr_y, loss="lambdarank", epochs=1, lr=0.0)
-                        else:
-                            loss = "margin" if kind.startswith("margin") else "lambdarank"
-                            select = ("kendall" if kind.endswith("_k") or method.startswith("hyb_")
-                                      else "loss")
-                            p.fit(tr_archs, tr_y, loss=loss, epochs=args.ft_epochs,
-                                  patience=args.patience, select=select)
+                        p = finetuned(method, plain, hybrid, seed, tr_archs, tr_y, args)
                         scores = p.predict(archs)
                     rec = {
                         "target": target, "n": n, "seed": seed, "method": method,
@@ -183,13 +191,7 @@ def run_cvpr(args: argparse.Namespace) -> None:
         rec["ridge_measured"] = kendall_tau(gt[te], ridge.predict((feats[te] - mu) / sd))
         for method in args.cvpr_methods:
             t0 = time.time()
-            p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
-            p.seed = seed
-            kind = method.split("_", 1)[1]
-            loss = "margin" if kind.startswith("margin") else "lambdarank"
-            select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else "loss"
-            p.fit([lab_archs[i] for i in tr], gt[tr], loss=loss, epochs=args.ft_epochs,
-                  patience=args.patience, select=select)
+            p = finetuned(method, plain, hybrid, seed, [lab_archs[i] for i in tr], gt[tr], args)
             rec[method] = kendall_tau(gt[te], p.predict([lab_archs[i] for i in te]))
             rec[f"{method}_seconds"] = time.time() - t0
         with open(out, "a") as f:
@@ -260,15 +262,8 @@ def run_e2e(args: argparse.Namespace) -> None:
                     rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
                     scores = rf.fit(feats[tr], truth[tr]).predict(feats[te])
                 else:
-                    p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
-                    p.seed = seed
-                    kind = method.split("_", 1)[1]
-                    if kind == "start":
-                        p.fit([archs[i] for i in tr], truth[tr], epochs=1, lr=0.0)
-                    else:
-                        p.fit([archs[i] for i in tr], truth[tr],
-                              loss="margin" if kind == "margin" else "lambdarank",
-                              epochs=args.ft_epochs, patience=args.patience)
+                    p = finetuned(method, plain, hybrid, seed, [archs[i] for i in tr], truth[tr],
+                                  args, plain_select=None)
                     scores = p.predict([archs[i] for i in te])
                 recs.append({"n": n, "seed": seed, "method": method,
                              "kendall_tau": kendall_tau(truth[te], scores),
