@@ -62,8 +62,20 @@ def bench_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     labels = {n: bench.table.column(n) for n in LABELS}
     fused_adam = model._adam
 
-    def plain_adam(params: Any, **kw: Any) -> torch.optim.Adam:
-        return torch.optim.Adam(params, **kw)  # the optimizer before the speed work
+    class PlainAdam:  # the optimizer before the speed work: per-tensor Adam, grads set to None
+        def __init__(self, params: Any, **kw: Any) -> None:
+            self.optimizer = torch.optim.Adam(params, **kw)
+
+        def zero_grad(self) -> None:
+            self.optimizer.zero_grad(set_to_none=True)
+
+        def step(self) -> None:
+            self.optimizer.step()
+
+        def release(self) -> None:
+            pass
+
+    plain_adam = PlainAdam
 
     preds = {d: RankingPredictor(bench.space, seed=0, dense=d) for d in (False, True)}
     for p in preds.values():

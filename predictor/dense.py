@@ -53,6 +53,14 @@ class DenseGraphBatch:
     def inputs(self) -> tuple:
         return self.x, self.adj, self.mask, self.num_graphs, self.hparams
 
+    def take(self, idx: torch.Tensor) -> DenseGraphBatch:
+        """The sub-batch of graphs ``idx`` (a long tensor on this batch's device). Its mask is
+        this batch's rows even when none of them is padded: an all-True mask gives the same
+        outputs as ``None`` (checking would cost a device sync per step)."""
+        pick = lambda t: None if t is None else t.index_select(0, idx)  # noqa: E731
+        return DenseGraphBatch(pick(self.x), pick(self.adj), pick(self.mask), int(idx.shape[0]),
+                               pick(self.hparams))
+
     def to(self, device: torch.device) -> DenseGraphBatch:
         nb = device.type == "cuda"
         return DenseGraphBatch(
@@ -156,9 +164,40 @@ def dense_readout(encoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
     ``D``) is one linear map per sorted node, ``MaxPool1d(2, 2)`` a max over node pairs and
     ``conv2`` a linear map of unfolded windows. Same function as ``conv1 -> relu -> pool ->
     conv2 -> relu -> embed``, without ``conv1d``'s per-call overhead at tiny sizes."""
-    b, k = h.shape[0], encoder.k
-    c1, c2 = encoder.conv1, encoder.conv2
+    b, k, c1 = h.shape[0], encoder.k, encoder.conv1
     z = torch.relu(F.linear(h.view(b, k, -1), c1.weight.flatten(1), c1.bias))  # [B, k, C1]
+    return _readout_after_conv1(encoder, z)
+
+
+def dense_pool_readout(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``dense_readout(encoder, dense_sort_pool(h, mask, encoder.k))`` with ``conv1`` moved
+    before the sort: ``conv1`` applies one linear map to each sorted node, so it commutes with
+    the permutation, and gathering its ``C1``-wide outputs (16) instead of the ``L * H``-wide
+    node rows (512) makes the row gather and its backward ~30x smaller (NB201 pretraining step
+    at batch 20: ~10% faster). A padded or missing node, a zero row in sort pooling, becomes
+    ``relu(conv1.bias)``. Same function; float rounding aside, same numbers."""
+    b, n, _ = h.shape
+    k, c1 = encoder.k, encoder.conv1
+    key = h[..., -1].detach()
+    if mask is not None:
+        key = key.masked_fill(~mask, float("-inf"))  # padding sorts last
+    perm = key.argsort(dim=-1, descending=True, stable=True)[:, :k]
+    z = torch.relu(F.linear(h, c1.weight.flatten(1), c1.bias))  # [B, N, C1], every node
+    rows = perm + torch.arange(b, device=h.device).unsqueeze(1) * n
+    z = z.reshape(b * n, -1).index_select(0, rows.reshape(-1)).view(b, perm.shape[1], -1)
+    empty = None
+    if mask is not None or n < k:
+        empty = torch.relu(c1.bias) if c1.bias is not None else z.new_zeros(z.shape[-1])
+    if mask is not None:
+        z = torch.where(mask.gather(1, perm).unsqueeze(-1), z, empty)
+    if n < k:
+        z = torch.cat([z, empty.expand(b, k - n, -1)], dim=1)
+    return _readout_after_conv1(encoder, z)
+
+
+def _readout_after_conv1(encoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The head of :func:`dense_readout` after ``conv1 -> relu`` (``z`` ``[B, k, C1]``)."""
+    b, k, c2 = z.shape[0], encoder.k, encoder.conv2
     if k >= 2:  # MaxPool1d(2, 2) over nodes; an odd last node is dropped, as there
         p = k // 2
         z = z[:, : 2 * p].reshape(b, p, 2, z.shape[-1]).max(dim=2).values  # [B, P, C1]
@@ -168,6 +207,7 @@ def dense_readout(encoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
-    "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_readout", "dense_gcn_stack", "dense_sort_pool",
+    "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_pool_readout", "dense_readout",
+    "dense_gcn_stack", "dense_sort_pool",
     "incoming_counts", "normalized_pair",
 ]

@@ -16,7 +16,7 @@ from torch_geometric.nn.aggr import SortAggregation
 
 from nasrank.errors import NasrankError
 
-from .dense import dense_gcn_stack, dense_readout, dense_sort_pool
+from .dense import dense_gcn_stack, dense_pool_readout
 
 
 def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype):
@@ -82,8 +82,7 @@ class DGCNNEncoder(nn.Module):
         inputs of a :class:`~predictor.dense.DenseGraphBatch` in the same places (``x``
         ``[B, N, F]``, ``adj`` ``[B, 2N, N]``, ``mask`` ``[B, N]``): same weights, same result."""
         if x.dim() == 3:
-            h = dense_sort_pool(dense_gcn_stack(self.convs, x, edge_index), batch, self.k)
-            return dense_readout(self, h)
+            return dense_pool_readout(self, dense_gcn_stack(self.convs, x, edge_index), batch)
         outs = []
         h = x
         fwd, bwd = normalized_adjacency(edge_index, x.shape[0], x.dtype)

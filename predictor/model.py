@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from nasrank.spaces.labels import LabelTable
 from .encoder import PredictorNet
 from .dense import DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
+from .optim import FlatAdam
 from .losses import LOSS_NAMES, acenas_relevance, get_loss, mse_loss
 from .metrics import kendall_tau
 
@@ -54,14 +55,16 @@ def _check_nonneg_float(name: str, value: Any) -> float:
     return v
 
 
-def _adam(params: Any, **kw: Any) -> torch.optim.Adam:
-    """Adam; the fused kernel on CPU and CUDA (one call for all parameters instead of about ten
-    per parameter tensor: at AceNAS's batch of 20 graphs the per-tensor loop cost as much as
-    the encoder's backward pass). Same update rule; results agree to float rounding."""
-    params = list(params)
-    if all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params):
-        return torch.optim.Adam(params, fused=True, **kw)
-    return torch.optim.Adam(params, **kw)
+def _adam(params: Any, **kw: Any) -> FlatAdam:
+    """The predictor's optimizer: Adam over one flat buffer (see :mod:`predictor.optim`);
+    callers ``release()`` it when training ends."""
+    return FlatAdam(params, **kw)
+
+
+#: Training sets whose padded dense inputs take at most this many bytes are collated once per
+#: ``pretrain`` / ``fit`` (and kept on the device); each step then takes its rows with three
+#: ``index_select`` calls instead of collating and normalising its graphs again.
+RESIDENT_BATCH_BYTES = 256 * 2**20
 
 
 class RankingPredictor:
@@ -141,6 +144,23 @@ class RankingPredictor:
 
     def _batch(self, keys: Sequence[str]) -> GraphBatch | DenseGraphBatch:
         return self._graphs.batch(keys).to(self.device)
+
+    def _batcher(self, keys: Sequence[str]) -> Callable[[torch.Tensor], GraphBatch | DenseGraphBatch]:
+        """``idx -> batch of keys[idx]`` for a training loop: dense training sets up to
+        :data:`RESIDENT_BATCH_BYTES` are collated once and indexed per step (same tensors as
+        collating each step: normalisation is per graph); others are collated per step."""
+        if self._graphs.dense:
+            n, f, h = self.space.max_nodes, self.space.node_feature_dim, self.space.hparam_dim
+            if len(keys) * 4 * (2 * n * n + n * f + n + h) <= RESIDENT_BATCH_BYTES:
+                full = self._batch(keys)
+                return lambda idx: full.take(idx.to(self.device))
+        return lambda idx: self._batch([keys[i] for i in idx.tolist()])
+
+    def _trained_parameters(self, head: str) -> list[torch.nn.Parameter]:
+        """The parameters a ``pretrain`` (``head="aux"``) or ``fit`` (``"rank"``) loss reaches:
+        the encoder and that head (a hybrid fit also trains the label inputs)."""
+        skip = ("rank_head.", "label_") if head == "aux" else ("aux_head.",)
+        return [p for name, p in self.net.named_parameters() if not name.startswith(skip)]
 
     def _scores(self, gb: GraphBatch | DenseGraphBatch, keys: Sequence[str]) -> torch.Tensor:
         if not self.net.hybrid_labels:
@@ -287,28 +307,32 @@ class RankingPredictor:
             strict=False,
         )
         w_t = torch.tensor(w, dtype=torch.float32, device=self.device)
-        opt = _adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = _adam(self._trained_parameters("aux"), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(keys) / batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt.optimizer, T_max=epochs * steps_per_epoch)
         gen = torch.Generator().manual_seed(self.seed * 1000 + 1)
         self.net.reseed_dropout(self.seed * 1000 + 3)
         history: dict[str, list[float]] = {"loss": []}
+        batch_of = self._batcher(keys)
+        z = z.to(self.device)
         self.net.train()
-        for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
-            perm = torch.randperm(len(keys), generator=gen)
-            total = 0.0
-            for s in range(0, len(keys), batch_size):
-                idx = perm[s:s + batch_size]
-                gb = self._batch([keys[i] for i in idx.tolist()])
-                out = self.net.forward_aux(*gb.inputs())
-                target = z[idx].to(self.device)
-                loss = (((out - target) ** 2).mean(dim=0) * w_t).sum() / w_t.sum().clamp(min=1e-12)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            history["loss"].append(total / len(keys))
+        try:
+            for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
+                perm = torch.randperm(len(keys), generator=gen)
+                total = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
+                for s in range(0, len(keys), batch_size):
+                    idx = perm[s:s + batch_size]
+                    out = self.net.forward_aux(*batch_of(idx).inputs())
+                    target = z[idx.to(self.device)]
+                    loss = (((out - target) ** 2).mean(dim=0) * w_t).sum() / w_t.sum().clamp(min=1e-12)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    total += loss.detach().double() * len(idx)
+                history["loss"].append(float(total) / len(keys))
+        finally:
+            opt.release()
         self.pretrained = True
         self.loss_name = None
         self._start_state = copy.deepcopy(self.net.state_dict())
@@ -393,9 +417,9 @@ class RankingPredictor:
         if self.pretrained:
             self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy(),
                                     probe_alpha)
-        opt = _adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = _adam(self._trained_parameters("rank"), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt.optimizer, T_max=epochs * steps_per_epoch)
         valid_keys = [keys[i] for i in valid_idx.tolist()]
         valid_gb = self._batch(valid_keys) if n_valid else None
         valid_t = target[valid_idx].to(self.device)
@@ -415,30 +439,35 @@ class RankingPredictor:
         best, best_state, since = (math.inf, math.inf), None, 0
         if valid_gb is not None:  # the starting point (e.g. the ridge read-out) competes too
             best, best_state = valid_loss(), copy.deepcopy(self.net.state_dict())
-        for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
-            self.net.train()
-            order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                if len(idx) < 2 and loss != "mse":
-                    continue  # a one-item list has no pairs to rank
-                gb = self._batch([keys[i] for i in idx.tolist()])
-                out = self._scores(gb, [keys[i] for i in idx.tolist()]).unsqueeze(0)
-                l = loss_fn(out, target[idx].to(self.device).unsqueeze(0), **extra)
-                opt.zero_grad(set_to_none=True)
-                l.backward()
-                opt.step()
-                sched.step()
-            if valid_gb is None:
-                continue
-            v = valid_loss()
-            if v[0] < best[0] - 1e-9 or (v[0] <= best[0] + 1e-9 and v[1] < best[1] - 1e-9):
-                best, since = v, 0
-                best_state = copy.deepcopy(self.net.state_dict())
-            else:
-                since += 1
-                if since >= patience:
-                    break
+        batch_of = self._batcher(keys)
+        target_dev = target.to(self.device)
+        try:
+            for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
+                self.net.train()
+                order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+                for s in range(0, len(order), batch_size):
+                    idx = order[s:s + batch_size]
+                    if len(idx) < 2 and loss != "mse":
+                        continue  # a one-item list has no pairs to rank
+                    batch_keys = [keys[i] for i in idx.tolist()] if self.net.hybrid_labels else ()
+                    out = self._scores(batch_of(idx), batch_keys).unsqueeze(0)
+                    l = loss_fn(out, target_dev[idx.to(self.device)].unsqueeze(0), **extra)
+                    opt.zero_grad()
+                    l.backward()
+                    opt.step()
+                    sched.step()
+                if valid_gb is None:
+                    continue
+                v = valid_loss()
+                if v[0] < best[0] - 1e-9 or (v[0] <= best[0] + 1e-9 and v[1] < best[1] - 1e-9):
+                    best, since = v, 0
+                    best_state = copy.deepcopy(self.net.state_dict())
+                else:
+                    since += 1
+                    if since >= patience:
+                        break
+        finally:
+            opt.release()
         if best_state is not None:
             self.net.load_state_dict(best_state)
         self.loss_name = loss

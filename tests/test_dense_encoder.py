@@ -190,3 +190,18 @@ def test_predictor_same_predictions_either_path_and_checkpoints_interchange(tmp_
     loaded = RankingPredictor.load(path, space=space)
     assert loaded._graphs.dense
     np.testing.assert_allclose(loaded.predict(archs), sparse.predict(archs), atol=1e-5)
+
+
+def test_take_gives_the_batch_of_those_graphs():
+    graphs = random_graphs(12, 6, 3, seed=5)  # 1..6 nodes: padded rows and a mask
+    hp = torch.randn(12, 2, generator=torch.Generator().manual_seed(5))
+    _, full = both_batches(graphs, 6, hp)
+    assert full.mask is not None
+    idx = torch.tensor([7, 2, 11, 2, 0])
+    _, ref = both_batches([graphs[i] for i in idx.tolist()], 6, hp[idx])
+    sub = full.take(idx)
+    assert sub.num_graphs == 5
+    for a, b in ((sub.x, ref.x), (sub.adj, ref.adj), (sub.hparams, ref.hparams)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    expected = ref.mask if ref.mask is not None else torch.ones(5, 6, dtype=torch.bool)
+    assert torch.equal(sub.mask, expected)

@@ -1,0 +1,122 @@
+"""The predictor's training-loop speed work (issue 16) against plain torch: ``FlatAdam`` against
+``torch.optim.Adam`` over the separate tensors, and resident against per-step batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nasrank.predictor.model as model
+from nasrank.predictor import RankingPredictor
+from nasrank.predictor.optim import FlatAdam
+from nasrank.spaces.nb101 import NB101Space
+from nasrank.spaces.nb201 import NB201Space
+
+SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
+
+
+def two_nets():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Linear(3, 2))
+    b = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Linear(3, 2))
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def test_flat_adam_takes_the_steps_of_torch_adam_and_gives_storage_back():
+    ref, net = two_nets()
+    # the last layer is never reached by the loss: torch's Adam leaves it alone (grad None),
+    # so FlatAdam is only given the reached parameters
+    torch_opt = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=0.01)
+    reached = list(net[0].parameters()) + list(net[2].parameters())
+    flat = FlatAdam(reached, lr=0.05, weight_decay=0.01)
+    grad_storage = flat.flat.grad.untyped_storage().data_ptr()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        x = torch.randn(8, 4, generator=g)
+        torch_opt.zero_grad(set_to_none=True)
+        ref[:3](x).square().sum().backward()
+        torch_opt.step()
+        flat.zero_grad()
+        net[:3](x).square().sum().backward()
+        # backward accumulated into the flat buffer's views, not into new tensors
+        assert all(p.grad.untyped_storage().data_ptr() == grad_storage for p in reached)
+        flat.step()
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
+    flat.release()
+    ptrs = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    assert len(ptrs) == 6 and all(p.grad is None for p in net.parameters())
+    flat.release()  # idempotent
+
+
+def test_flat_adam_falls_back_to_per_tensor_adam_for_float64():
+    net = nn.Linear(3, 2).double()
+    opt = FlatAdam(net.parameters(), lr=0.1, weight_decay=0.0)
+    assert opt.flat is None
+    net(torch.ones(1, 3, dtype=torch.float64)).sum().backward()
+    before = net.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(before, net.weight)
+    with pytest.raises(ValueError, match="no parameters"):
+        FlatAdam([], lr=0.1, weight_decay=0.0)
+
+
+class PlainAdam:
+    """The optimizer before the speed work: torch's Adam over every parameter tensor."""
+
+    def __init__(self, params, **kw):
+        self.optimizer = torch.optim.Adam(params, **kw)
+
+    def zero_grad(self):
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self):
+        self.optimizer.step()
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_predictor_trains_the_same_with_flat_adam_as_with_torch_adam(monkeypatch, hybrid):
+    space = NB201Space()
+    rng = np.random.default_rng(2)
+    archs = [space.sample(rng) for _ in range(48)]
+    flops = np.array([space.cost(a)[0] for a in archs])
+    params = np.array([space.cost(a)[1] for a in archs])
+    labels = {"flops": flops, "params": params}
+
+    def train(factory):
+        monkeypatch.setattr(model, "_adam", factory)
+        p = RankingPredictor(space, seed=4, hybrid=hybrid, **SMALL)
+        p.pretrain(archs, labels, epochs=3, batch_size=8)
+        p.fit(archs[:24], params[:24] + flops[:24], loss="margin", epochs=4, batch_size=6, lr=1e-3)
+        return p
+
+    flat, plain = train(model.FlatAdam), train(PlainAdam)
+    np.testing.assert_allclose(flat.predict(archs), plain.predict(archs), rtol=1e-4, atol=1e-5)
+    # the pretraining heads are not touched by fit (no gradient reaches them): same labels
+    for name, v in plain.predict_labels(archs).items():
+        np.testing.assert_allclose(flat.predict_labels(archs)[name], v, rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(plain.net.state_dict().items(), flat.net.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    # parameters own their storage again after training (checkpoints hold no shared buffer)
+    ptrs = [p.untyped_storage().data_ptr() for p in flat.net.parameters()]
+    assert len(set(ptrs)) == len(ptrs)
+
+
+def test_resident_and_per_step_batches_train_alike(monkeypatch):
+    space = NB101Space()  # padded graphs: the resident batch always carries a mask
+    archs = [space.sample(np.random.default_rng(s)) for s in range(40)]
+    y = np.array([float(space.cost(a)[1]) for a in archs])
+    preds = []
+    for limit in (model.RESIDENT_BATCH_BYTES, 0):
+        monkeypatch.setattr(model, "RESIDENT_BATCH_BYTES", limit)
+        p = RankingPredictor(space, seed=1, **SMALL)
+        p.pretrain(archs, {"params": y}, epochs=2, batch_size=7)
+        p.fit(archs[:20], y[:20], epochs=2, batch_size=5)
+        preds.append(p.predict(archs))
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-5, atol=1e-6)
