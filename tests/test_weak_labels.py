@@ -136,3 +136,41 @@ def test_bad_input(setup, tmp_path):
     with pytest.raises(NasrankError, match="columns"):
         generate_weak_labels(net, archs, data, tmp_path / "other.csv", progress=False)
     assert (tmp_path / "other.csv").read_text().endswith("key,val_acc,note\n")
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_same_labels_as_the_per_batch_loop_before_the_speed_work(setup, tmp_path, monkeypatch, resident):
+    """Issue 16: device-resident BN/eval batches give the labels of the loop they replaced
+    (recalibrate_bn + train.evaluate per architecture, gathering every batch again)."""
+    import nasrank.supernet.weak_labels as wl
+    from nasrank.supernet.train import evaluate
+    from nasrank.supernet.weak_labels import recalibrate_bn
+
+    net, data, archs = setup
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    momenta = [m.momentum for m in net.bn_modules()]
+    if not resident:
+        monkeypatch.setattr(wl, "RESIDENT_DATA_BYTES", 0)
+    for eval_batches in (None, 1):
+        table = generate_weak_labels(net, archs, data, tmp_path / f"w{resident}{eval_batches}.csv",
+                                     bn_batches=3, eval_batches=eval_batches, batch_size=BATCH,
+                                     seed=5, progress=False)
+        for arch in archs:
+            arch = net.space.canonical(arch)
+            recalibrate_bn(net, arch, data, batches=3, batch_size=BATCH, seed=5)
+            net.eval()
+            acc, loss = evaluate(lambda x, a=arch: net(x, a), data.valid, batch_size=BATCH,
+                                 max_batches=eval_batches)
+            row = table.row(net.space.key(arch))
+            assert abs(row["ws_acc"] - acc) <= 1e-6 and abs(row["ws_neg_loss"] + loss) <= 1e-6
+        net.load_state_dict(saved)  # the reference loop recalibrated the shared supernet's BN
+        for m, mom in zip(net.bn_modules(), momenta):
+            m.momentum = mom
+        net.train()
+
+
+def test_bad_bn_batches_is_refused_before_anything_is_written(setup, tmp_path):
+    net, data, archs = setup
+    with pytest.raises(NasrankError, match="bn_batches must be >= 1, got 0"):
+        generate_weak_labels(net, archs, data, tmp_path / "none.csv", bn_batches=0, progress=False)
+    assert not (tmp_path / "none.csv").exists()
