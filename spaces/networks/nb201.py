@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nasrank.errors import InvalidArchitectureError
@@ -26,6 +27,30 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
+class AvgPool3x3(nn.Module):
+    """NB201's ``avg_pool_3x3``, ``nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)``,
+    as a depthwise 3x3 box sum (``conv2d`` with a ones kernel) divided by the number of real
+    pixels under each window. Same function (tests compare outputs and gradients); written out
+    because torch's CPU ``avg_pool2d`` was 3.5-6x slower forward + backward at NB201's sizes and
+    took ~40% of a supernet forward pass (BENCHMARKS.md, issue 16). No parameters or buffers, so
+    state dicts are those of ``nn.AvgPool2d``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = x.shape[-3:]
+        key = (c, h, w, x.device, x.dtype)
+        if key not in self._constants:
+            kernel = torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype)
+            ones = torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype)
+            counts = F.conv2d(ones, kernel[:1], padding=1)  # real pixels per window: 4, 6 or 9
+            self._constants[key] = (kernel, counts)
+        kernel, counts = self._constants[key]
+        return F.conv2d(x, kernel, padding=1, groups=c) / counts
+
+
 def make_op(op: str, channels: int) -> nn.Module:
     """The stride-1, width-preserving module of one NB201 edge operation."""
     if op == "none":
@@ -37,7 +62,7 @@ def make_op(op: str, channels: int) -> nn.Module:
     if op == "nor_conv_3x3":
         return ReLUConvBN(channels, channels, 3, 1)
     if op == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return AvgPool3x3()
     raise InvalidArchitectureError(f"unknown NB201 op {op!r}; expected one of {OPS}")
 
 
