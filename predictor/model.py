@@ -145,16 +145,17 @@ class RankingPredictor:
     def _batch(self, keys: Sequence[str]) -> GraphBatch | DenseGraphBatch:
         return self._graphs.batch(keys).to(self.device)
 
-    def _batcher(self, keys: Sequence[str]) -> Callable[[torch.Tensor], GraphBatch | DenseGraphBatch]:
-        """``idx -> batch of keys[idx]`` for a training loop: dense training sets up to
-        :data:`RESIDENT_BATCH_BYTES` are collated once and indexed per step (same tensors as
-        collating each step: normalisation is per graph); others are collated per step."""
+    def _batcher(self, keys: Sequence[str]) -> Callable[[torch.Tensor, torch.Tensor], GraphBatch | DenseGraphBatch]:
+        """``(idx, idx on the device) -> batch of keys[idx]`` for a training loop: dense
+        training sets up to :data:`RESIDENT_BATCH_BYTES` are collated once, kept on the device
+        and indexed per step (same tensors as collating each step: normalisation is per graph);
+        others are collated per step on the host."""
         if self._graphs.dense:
             n, f, h = self.space.max_nodes, self.space.node_feature_dim, self.space.hparam_dim
             if len(keys) * 4 * (2 * n * n + n * f + n + h) <= RESIDENT_BATCH_BYTES:
                 full = self._batch(keys)
-                return lambda idx: full.take(idx.to(self.device))
-        return lambda idx: self._batch([keys[i] for i in idx.tolist()])
+                return lambda idx, idx_dev: full.take(idx_dev)
+        return lambda idx, idx_dev: self._batch([keys[i] for i in idx.tolist()])
 
     def _trained_parameters(self, head: str) -> list[torch.nn.Parameter]:
         """The parameters a ``pretrain`` (``head="aux"``) or ``fit`` (``"rank"``) loss reaches:
@@ -319,11 +320,12 @@ class RankingPredictor:
         try:
             for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
                 perm = torch.randperm(len(keys), generator=gen)
+                perm_dev = perm.to(self.device)  # one transfer per epoch, not one per step
                 total = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
                 for s in range(0, len(keys), batch_size):
-                    idx = perm[s:s + batch_size]
-                    out = self.net.forward_aux(*batch_of(idx).inputs())
-                    target = z[idx.to(self.device)]
+                    idx, idx_dev = perm[s:s + batch_size], perm_dev[s:s + batch_size]
+                    out = self.net.forward_aux(*batch_of(idx, idx_dev).inputs())
+                    target = z[idx_dev]
                     loss = (((out - target) ** 2).mean(dim=0) * w_t).sum() / w_t.sum().clamp(min=1e-12)
                     opt.zero_grad()
                     loss.backward()
@@ -445,13 +447,14 @@ class RankingPredictor:
             for _ in tqdm(range(epochs), desc=f"fit ({loss})", disable=not progress):
                 self.net.train()
                 order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+                order_dev = order.to(self.device)
                 for s in range(0, len(order), batch_size):
-                    idx = order[s:s + batch_size]
+                    idx, idx_dev = order[s:s + batch_size], order_dev[s:s + batch_size]
                     if len(idx) < 2 and loss != "mse":
                         continue  # a one-item list has no pairs to rank
                     batch_keys = [keys[i] for i in idx.tolist()] if self.net.hybrid_labels else ()
-                    out = self._scores(batch_of(idx), batch_keys).unsqueeze(0)
-                    l = loss_fn(out, target_dev[idx.to(self.device)].unsqueeze(0), **extra)
+                    out = self._scores(batch_of(idx, idx_dev), batch_keys).unsqueeze(0)
+                    l = loss_fn(out, target_dev[idx_dev].unsqueeze(0), **extra)
                     opt.zero_grad()
                     l.backward()
                     opt.step()
