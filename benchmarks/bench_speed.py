@@ -14,13 +14,15 @@
     the weights' values.
 (c) The classic six zero-cost proxies against the SamsungLabs reference (``find_measures``):
     not measured here; the reference code is not available offline.
-(d) ``nasrank run`` per-stage time shares: not measured by this script (see BENCHMARKS.md).
+(d) With ``--run-stages``: ``nasrank run`` with default settings, wall seconds per stage and each
+    stage's share; ``--compare-pythonpath DIR`` alternates with an older checkout (before/after).
 
 Every figure is the best of ``--repeats`` runs (wall-clock and process CPU seconds), next to the
 1-minute load average, because the machine may be shared. Run under ``nice -n 10``:
 
   nice -n 10 python benchmarks/bench_speed.py --data ../shared/data/nb201/nb201.csv
   nice -n 10 python benchmarks/bench_speed.py --skip-weak --threads 1 --repeats 3
+  python benchmarks/bench_speed.py --skip-pretrain --skip-weak --run-stages --compare-pythonpath OLD
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ def timed(fn: Callable[[], Any]) -> dict[str, float]:
     return {"wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c, "load1": load}
 
 
-def best(runs: list[dict[str, float]]) -> dict[str, float]:
+def best(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """The best run's figures, plus every run's wall time (the spread between repeats)."""
     i = int(np.argmin([r["wall_s"] for r in runs]))
     return {"wall_s": runs[i]["wall_s"], "cpu_s": min(r["cpu_s"] for r in runs),
-            "load1": runs[i]["load1"]}
+            "load1": runs[i]["load1"], "all_wall_s": [round(r["wall_s"], 3) for r in runs]}
 
 
 # ----------------------------------------------------------------------------- (a) predictor
@@ -148,18 +151,69 @@ def bench_weak_labels(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+# ----------------------------------------------------------------------------- (d) nasrank run
+STAGES = ("supernet_s", "weak_labels_s", "pretrain_s", "search_s", "random_s")
+
+
+def bench_run_stages(args: argparse.Namespace) -> dict[str, Any]:
+    """``nasrank run`` with default settings in a fresh process per repeat: wall time per
+    stage (the pipeline's own ``timings_s``) and each stage's share. With ``--compare-pythonpath
+    DIR`` (an older checkout laid out as an importable ``nasrank`` package) the two versions
+    alternate, so both see the same machine."""
+    import subprocess
+    import sys
+    import tempfile
+
+    versions = {"current": None}
+    if args.compare_pythonpath:
+        versions = {"compare": args.compare_pythonpath, "current": None}
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+    for _ in range(args.repeats):
+        for name, path in versions.items():
+            env = dict(os.environ)
+            if path:
+                env["PYTHONPATH"] = os.path.abspath(path)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "run")
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "nasrank", "--quiet", "run", "--out", out],
+                               check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
+                total = time.perf_counter() - t0
+                with open(os.path.join(out, "results.json")) as f:
+                    stages = json.load(f)["timings_s"]
+            runs[name].append({"total_process_s": total, **{k: stages[k] for k in STAGES}})
+    res: dict[str, Any] = {}
+    for name, rs in runs.items():
+        mean = {k: float(np.mean([r[k] for r in rs])) for k in ("total_process_s", *STAGES)}
+        staged = sum(mean[k] for k in STAGES)
+        res[name] = {"mean_s": mean, "share_of_stages": {k: mean[k] / staged for k in STAGES},
+                     "runs": rs}
+    if "compare" in res:
+        res["speedup_per_stage"] = {k: res["compare"]["mean_s"][k] / res["current"]["mean_s"][k]
+                                    for k in ("total_process_s", *STAGES)}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/nb201/nb201.csv", help="nb201.csv or its folder")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op and BLAS threads (default: the libraries' own)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per figure; the best is reported")
     ap.add_argument("--weak-archs", type=int, default=300, help="architectures for (b) (`nasrank run`: 300)")
     ap.add_argument("--skip-pretrain", action="store_true")
     ap.add_argument("--skip-weak", action="store_true")
+    ap.add_argument("--run-stages", action="store_true",
+                    help="(d): time `nasrank run` with default settings per stage (minutes)")
+    ap.add_argument("--compare-pythonpath", default=None,
+                    help="with --run-stages: alternate with the nasrank package found here")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        from threadpoolctl import threadpool_limits  # numpy's BLAS too (jacov's corrcoef)
+
+        threadpool_limits(args.threads)
     res: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -173,7 +227,9 @@ def main() -> None:
         print(json.dumps({"b_weak_labels": res["b_weak_labels"]}, indent=1), flush=True)
     res["c_zero_cost_vs_reference"] = ("not measured: SamsungLabs zero-cost-nas (foresight) is not "
                                        "on PyPI and not reachable from this machine")
-    res["d_run_stage_shares"] = "not measured by this script"
+    if args.run_stages:
+        res["d_run_stages"] = bench_run_stages(args)
+        print(json.dumps({"d_run_stages": res["d_run_stages"]}, indent=1), flush=True)
     res["uptime_load_after"] = os.getloadavg()
     print(json.dumps({k: v for k, v in res.items() if not k.startswith(("a_", "b_"))}, indent=1))
     if args.out:
