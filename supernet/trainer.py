@@ -27,8 +27,8 @@ a single-process run only up to those batch statistics.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import functools
 import os
 import time
 from collections.abc import Callable
@@ -75,34 +75,22 @@ class SupernetTrainStats:
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); initialises the process group when torchrun launched us."""
+    """(rank, world size); initialises the process group when torchrun launched us without
+    one. A group made here is kept for the rest of the process (later trainings in the same
+    torchrun process reuse it) and destroyed when the process exits."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy_own_group)
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-def _owns_process_group(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Destroy, when ``fn`` returns or raises, the process group that ``fn`` initialised itself
-    (a torchrun launch without a group); a group the caller initialised is left alone. On
-    success the ranks meet at a barrier first, so none tears the group down under another."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        had_group = dist.is_available() and dist.is_initialized()
-        ok = False
-        try:
-            out = fn(*args, **kwargs)
-            ok = True
-            return out
-        finally:
-            if not had_group and dist.is_available() and dist.is_initialized():
-                if ok:
-                    dist.barrier()
-                dist.destroy_process_group()
-    return wrapper
+def _destroy_own_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _average_gradients(supernet: torch.nn.Module, world: int) -> None:
@@ -144,7 +132,6 @@ def load_supernet(supernet: Supernet, checkpoint: str | os.PathLike) -> dict[str
     return {k: state[k] for k in ("config", "epoch", "stats") if k in state}
 
 
-@_owns_process_group
 def train_supernet(
     supernet: Supernet, data: DatasetSplits, sampler: ArchSampler, *, epochs: int,
     batch_size: int, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
