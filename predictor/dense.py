@@ -140,44 +140,21 @@ def _sum_bias(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | 
     return a if b is None else a + b
 
 
-def dense_sort_pool(h: torch.Tensor, mask: torch.Tensor | None, k: int) -> torch.Tensor:
-    """Sort pooling (as PyG ``SortAggregation``) of a padded batch: each graph's real nodes in
-    descending order of the last channel (stable for ties), the first ``k`` kept, padding and
-    missing nodes as zero rows; ``[B, N, D]`` -> ``[B, k * D]``."""
-    b, n, d = h.shape
-    key = h[..., -1].detach()
-    if mask is not None:
-        key = key.masked_fill(~mask, float("-inf"))  # padding sorts last
-    perm = key.argsort(dim=-1, descending=True, stable=True)[:, :k]
-    rows = perm + torch.arange(b, device=h.device).unsqueeze(1) * n  # one row select for all
-    out = h.reshape(b * n, d).index_select(0, rows.reshape(-1)).view(b, -1, d)
-    if mask is not None:
-        out = out * mask.gather(1, perm).unsqueeze(-1).to(h.dtype)
-    if n < k:
-        out = torch.cat([out, out.new_zeros(b, k - n, d)], dim=1)
-    return out.reshape(b, k * d)
-
-
-def dense_readout(encoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """The 1-D convolution head of :class:`~predictor.encoder.DGCNNEncoder` on sort-pooled
-    ``[B, k * D]`` rows, with its own weights, as ``linear`` calls: ``conv1`` (kernel = stride =
-    ``D``) is one linear map per sorted node, ``MaxPool1d(2, 2)`` a max over node pairs and
-    ``conv2`` a linear map of unfolded windows. Same function as ``conv1 -> relu -> pool ->
-    conv2 -> relu -> embed``, without ``conv1d``'s per-call overhead at tiny sizes."""
-    b, k, c1 = h.shape[0], encoder.k, encoder.conv1
-    z = torch.relu(F.linear(h.view(b, k, -1), c1.weight.flatten(1), c1.bias))  # [B, k, C1]
-    return _readout_after_conv1(encoder, z)
-
-
 def dense_pool_readout(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``dense_readout(encoder, dense_sort_pool(h, mask, encoder.k))`` with ``conv1`` moved
-    before the sort: ``conv1`` applies one linear map to each sorted node, so it commutes with
-    the permutation, and gathering its ``C1``-wide outputs (16) instead of the ``L * H``-wide
-    node rows (512) makes the row gather and its backward ~30x smaller (NB201 pretraining step
-    at batch 20: ~10% faster). A padded or missing node, a zero row in sort pooling, becomes
-    ``relu(conv1.bias)``. Same function; float rounding aside, same numbers."""
+    """Sort pooling (as PyG ``SortAggregation``: each graph's real nodes in descending order of
+    the last channel, stable for ties, the first ``k`` kept, missing ones as zero rows) and the
+    1-D convolution head of :class:`~predictor.encoder.DGCNNEncoder`, with its own weights, on
+    the GCN stack's padded output ``h`` ``[B, N, D]`` -> the embedding ``[B, E]``.
+
+    ``conv1`` (kernel = stride = ``D``) is one linear map per sorted node, so it commutes with
+    the sort: it runs on every node first and only its ``C1``-wide outputs (16) are gathered,
+    not the ``D``-wide rows (512), which makes the gather and its backward ~30x smaller. A
+    padded or missing node, a zero row in sort pooling, becomes ``relu(conv1.bias)``.
+    ``MaxPool1d(2, 2)`` is a max over node pairs and ``conv2`` a linear map of unfolded windows:
+    the same function as ``conv1 -> relu -> pool -> conv2 -> relu -> embed``, without
+    ``conv1d``'s per-call overhead at tiny sizes."""
     b, n, _ = h.shape
-    k, c1 = encoder.k, encoder.conv1
+    k, c1, c2 = encoder.k, encoder.conv1, encoder.conv2
     key = h[..., -1].detach()
     if mask is not None:
         key = key.masked_fill(~mask, float("-inf"))  # padding sorts last
@@ -191,13 +168,7 @@ def dense_pool_readout(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor |
     if mask is not None:
         z = torch.where(mask.gather(1, perm).unsqueeze(-1), z, empty)
     if n < k:
-        z = torch.cat([z, empty.expand(b, k - n, -1)], dim=1)
-    return _readout_after_conv1(encoder, z)
-
-
-def _readout_after_conv1(encoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """The head of :func:`dense_readout` after ``conv1 -> relu`` (``z`` ``[B, k, C1]``)."""
-    b, k, c2 = z.shape[0], encoder.k, encoder.conv2
+        z = torch.cat([z, empty.expand(b, k - n, -1)], dim=1)  # [B, k, C1]
     if k >= 2:  # MaxPool1d(2, 2) over nodes; an odd last node is dropped, as there
         p = k // 2
         z = z[:, : 2 * p].reshape(b, p, 2, z.shape[-1]).max(dim=2).values  # [B, P, C1]
@@ -207,7 +178,6 @@ def _readout_after_conv1(encoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
-    "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_pool_readout", "dense_readout",
-    "dense_gcn_stack", "dense_sort_pool",
+    "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_gcn_stack", "dense_pool_readout",
     "incoming_counts", "normalized_pair",
 ]

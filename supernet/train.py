@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +82,29 @@ def evaluate(
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``forward`` on ``dataset`` (first ``max_batches``
     batches when given). The caller sets train/eval mode."""
-    correct, loss_sum, count = 0, 0.0, 0
-    for idx in iterate_batches(dataset, batch_size, max_batches=max_batches):
-        x, y = get_batch(dataset, idx, device)
+    return evaluate_batches(forward, (
+        get_batch(dataset, idx, device)
+        for idx in iterate_batches(dataset, batch_size, max_batches=max_batches)))
+
+
+@torch.no_grad()
+def evaluate_batches(
+    forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[float, float]:
+    """:func:`evaluate` on ready ``(x, y)`` batches (e.g. kept on the device and reused for many
+    architectures). Sums stay on the device, one transfer at the end: float32 per-batch loss
+    sums added in float64, integer counts."""
+    loss_sum, correct, count = None, None, 0
+    for x, y in batches:
         logits = forward(x)
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        batch_loss = nn.functional.cross_entropy(logits, y, reduction="sum").double()
+        batch_correct = (logits.argmax(1) == y).sum()
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        correct = batch_correct if correct is None else correct + batch_correct
         count += len(y)
     if count == 0:
         raise NasrankError("cannot evaluate on an empty dataset")
-    return correct / count, loss_sum / count
+    return int(correct) / count, float(loss_sum) / count
 
 
 # ----------------------------------------------------------------------------- checkpoints

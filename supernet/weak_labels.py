@@ -32,7 +32,7 @@ from nasrank.spaces.labels import LabelTable, LabelWriter
 from .base import Supernet
 from .datasets import DatasetSplits
 from .scoring import canonical_arch, parse_shard, proxy_network
-from .train import epoch_order, evaluate, get_batch, iterate_batches
+from .train import epoch_order, evaluate_batches, get_batch, iterate_batches
 
 BASE_COLUMNS = ("ws_acc", "ws_neg_loss", "flops", "params")
 
@@ -44,13 +44,13 @@ def recalibrate_bn(
 ) -> None:
     """Reset every BatchNorm's running statistics and re-estimate them as the cumulative average
     over the first ``batches`` batches (seeded order) of the training split on ``arch``'s path."""
-    if int(batches) < 1:
-        raise NasrankError(f"bn_batches must be >= 1, got {batches!r}")
     _recalibrate_on(supernet, arch, _bn_inputs(data, batches, batch_size, device, seed))
 
 
 def _bn_inputs(data: DatasetSplits, batches: int, batch_size: int, device: Any, seed: int):
     """The input batches of :func:`recalibrate_bn`, on ``device`` (the same for every arch)."""
+    if int(batches) < 1:
+        raise NasrankError(f"bn_batches must be >= 1, got {batches!r}")
     order = epoch_order(len(data.train), seed, 0)  # type: ignore[arg-type]
     return [get_batch(data.train, idx, device)[0]
             for idx in iterate_batches(data.train, batch_size, order=order, max_batches=batches)]
@@ -66,25 +66,8 @@ def _recalibrate_on(supernet: Supernet, arch: Any, inputs: Sequence[torch.Tensor
         supernet(x, arch)
 
 
-@torch.no_grad()
-def _evaluate_on(supernet: Supernet, arch: Any, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 ) -> tuple[float, float]:
-    """:func:`~nasrank.supernet.train.evaluate` of ``arch``'s path on prepared device batches,
-    with one device-to-host transfer per architecture instead of two per batch. The sums are
-    the same numbers: float32 per-batch loss sums added in float64, integer counts."""
-    loss_sum = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
-    correct = torch.zeros((), dtype=torch.long, device=loss_sum.device)
-    count = 0
-    for x, y in batches:
-        logits = supernet(x, arch)
-        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    return int(correct) / count, float(loss_sum) / count
-
-
-#: Prepared weak-label batches (BN recalibration + evaluation) are kept on the device up to this
-#: size; above it (a large validation split on the CPU) they are gathered per architecture.
+#: The evaluation batches of weak labels are kept on the device up to this size; above it (a
+#: large validation split) they are gathered again for each architecture.
 RESIDENT_DATA_BYTES = 2 * 2**30
 
 
@@ -112,8 +95,6 @@ def generate_weak_labels(
     one given); ``eval_batches=None`` evaluates the whole validation split."""
     i_shard, n_shard = parse_shard(shard)
     _check_data(supernet, data)
-    if int(bn_batches) < 1:
-        raise NasrankError(f"bn_batches must be >= 1, got {bn_batches!r}")
     unique: dict[str, Any] = {}
     for arch in archs:
         arch = canonical_arch(supernet.space, supernet.check_arch(arch))
@@ -135,6 +116,9 @@ def generate_weak_labels(
     saved_buffers = {k: v.detach().clone() for k, v in supernet.named_buffers()}
     saved_momenta = [bn.momentum for bn in supernet.bn_modules()]
     was_training = supernet.training
+    # The BN and evaluation batches are the same for every architecture: gathered once, on the
+    # device (no per-architecture host indexing, copies or syncs per batch).
+    bn_inputs = _bn_inputs(data, bn_batches, batch_size, device, seed)
     proxy_batch = None
     if score is not None:
         idx = epoch_order(len(data.train), seed, 0)[:batch_size]  # type: ignore[arg-type]
@@ -143,25 +127,21 @@ def generate_weak_labels(
         with LabelWriter(out_path, columns, space=supernet.space.name,
                          chunk_size=chunk_size, with_arch=True) as writer:
             todo = [(k, a) for k, a in mine if k not in writer.done]
-            # The BN and evaluation batches are the same for every architecture: gathered once,
-            # on the device (no per-architecture host indexing, copies or syncs per batch).
-            bn_inputs = _bn_inputs(data, bn_batches, batch_size, device, seed) if todo else []
-            eval_batches_data = None
+
+            def valid_batches():
+                return (get_batch(data.valid, idx, device) for idx in iterate_batches(
+                    data.valid, batch_size, max_batches=eval_batches))
+
             n_eval = len(data.valid) if eval_batches is None else min(
                 len(data.valid), int(eval_batches) * batch_size)
-            item_bytes = 4 * math.prod(data.input_shape)
-            if todo and n_eval > 0 and n_eval * item_bytes <= RESIDENT_DATA_BYTES:
-                eval_batches_data = [get_batch(data.valid, idx, device) for idx in iterate_batches(
-                    data.valid, batch_size, max_batches=eval_batches)]
+            resident = None  # above the limit, each architecture gathers the batches again
+            if todo and n_eval * 4 * math.prod(data.input_shape) <= RESIDENT_DATA_BYTES:
+                resident = list(valid_batches())
             for key, arch in tqdm(todo, desc="weak labels", disable=not progress):
                 _recalibrate_on(supernet, arch, bn_inputs)
                 supernet.eval()
-                if eval_batches_data is not None:
-                    acc, loss = _evaluate_on(supernet, arch, eval_batches_data)
-                else:
-                    acc, loss = evaluate(lambda x, a=arch: supernet(x, a), data.valid,
-                                         batch_size=batch_size, device=device,
-                                         max_batches=eval_batches)
+                acc, loss = evaluate_batches(lambda x, a=arch: supernet(x, a),
+                                             resident if resident is not None else valid_batches())
                 flops, params = supernet.cost(arch, data.input_shape)
                 row = {"ws_acc": acc, "ws_neg_loss": -loss, "flops": flops, "params": params}
                 if score is not None:

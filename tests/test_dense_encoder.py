@@ -16,10 +16,10 @@ from torch_geometric.nn.aggr import SortAggregation
 
 from nasrank.predictor import RankingPredictor
 from nasrank.predictor.dense import (
-    DENSE_MAX_NODES, DenseGraphBatch, dense_batch, dense_sort_pool, incoming_counts,
+    DENSE_MAX_NODES, DenseGraphBatch, dense_batch, dense_pool_readout, incoming_counts,
     normalized_pair,
 )
-from nasrank.predictor.encoder import PredictorNet
+from nasrank.predictor.encoder import DGCNNEncoder, PredictorNet
 from nasrank.predictor.graphs import GraphBatch, GraphCache
 from nasrank.spaces.nb101 import NB101Space
 from nasrank.spaces.nb201 import NB201Space
@@ -128,6 +128,8 @@ def test_self_loops_and_parallel_edges_follow_gcn_norm():
 
 
 def test_dense_sort_pool_matches_pyg_sort_aggregation():
+    """The dense sort pooling + conv head against PyG's ``SortAggregation`` followed by the
+    encoder's own Conv1d head, on padded graphs, for k below, at and above the node count."""
     g = torch.Generator().manual_seed(0)
     sizes = torch.tensor([3, 5, 1, 5])
     rows = torch.randn(int(sizes.sum()), 4, generator=g)
@@ -137,8 +139,12 @@ def test_dense_sort_pool_matches_pyg_sort_aggregation():
         padded[i, : e - s] = rows[s:e]
     mask = torch.arange(5).unsqueeze(0) < sizes.unsqueeze(1)
     for k in (2, 5, 7):
-        ref = SortAggregation(k)(rows, index, dim_size=4)
-        torch.testing.assert_close(dense_sort_pool(padded, mask, k), ref, rtol=0, atol=0)
+        torch.manual_seed(k)
+        enc = DGCNNEncoder(3, k, hidden=2, num_layers=2, embedding_dim=6)  # node width 2 * 2 = 4
+        pooled = SortAggregation(k)(rows, index, dim_size=4)
+        z = enc.pool(torch.relu(enc.conv1(pooled.unsqueeze(1))))
+        ref = enc.embed(torch.relu(enc.conv2(z)).flatten(1))
+        torch.testing.assert_close(dense_pool_readout(enc, padded, mask), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_cache_picks_dense_for_small_spaces_and_batches_without_python_per_graph():
