@@ -307,7 +307,8 @@ class RankingPredictor:
             {k: v for k, v in self._init_state.items() if not k.startswith("aux_head")},
             strict=False,
         )
-        w_t = torch.tensor(w, dtype=torch.float32, device=self.device)
+        # the loss is sum_j w_j mse_j / sum_j w_j: normalise the weights once, not every step
+        w_t = torch.tensor(w / max(w.sum(), 1e-12), dtype=torch.float32, device=self.device)
         opt = _adam(self._trained_parameters("aux"), lr=lr, weight_decay=weight_decay)
         steps_per_epoch = math.ceil(len(keys) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt.optimizer, T_max=epochs * steps_per_epoch)
@@ -326,12 +327,12 @@ class RankingPredictor:
                     idx, idx_dev = perm[s:s + batch_size], perm_dev[s:s + batch_size]
                     out = self.net.forward_aux(*batch_of(idx, idx_dev).inputs())
                     target = z[idx_dev]
-                    loss = (((out - target) ** 2).mean(dim=0) * w_t).sum() / w_t.sum().clamp(min=1e-12)
+                    loss = ((out - target) ** 2).mean(dim=0) @ w_t
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
                     sched.step()
-                    total += loss.detach().double() * len(idx)
+                    total.add_(loss.detach(), alpha=len(idx))
                 history["loss"].append(float(total) / len(keys))
         finally:
             opt.release()

@@ -17,6 +17,9 @@ import torch
 from torch import nn
 
 
+_HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_")
+
+
 class FlatAdam:
     """Adam over ``params`` laid out in one flat buffer (gradients in another).
 
@@ -61,7 +64,23 @@ class FlatAdam:
             self.flat.grad.zero_()
 
     def step(self) -> None:
-        self.optimizer.step()
+        # After the first step (which creates Adam's state), call the fused kernel straight:
+        # ``Optimizer.step``'s Python bookkeeping (hooks, grouping by device and dtype, state
+        # checks) costs as much as the update itself at this size (0.34 vs 0.17 ms per step on
+        # the 2-core CPU). The arguments are those ``torch.optim.Adam(fused=True)`` passes;
+        # tests/test_predictor_optim.py checks the result against torch's Adam.
+        state = self.optimizer.state.get(self.flat) if self.flat is not None else None
+        if not state or not _HAS_FUSED_ADAM:
+            self.optimizer.step()
+            return
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        state["step"].add_(1)
+        torch._fused_adam_(
+            [self.flat], [self.flat.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [],
+            [state["step"]], amsgrad=False, lr=float(group["lr"]), beta1=float(beta1),
+            beta2=float(beta2), weight_decay=float(group["weight_decay"]), eps=float(group["eps"]),
+            maximize=False, grad_scale=None, found_inf=None)
 
     def release(self) -> None:
         """Give each parameter its own storage again and drop the gradients (idempotent)."""

@@ -52,6 +52,30 @@ def test_flat_adam_takes_the_steps_of_torch_adam_and_gives_storage_back():
     flat.release()  # idempotent
 
 
+def test_flat_adam_follows_an_lr_schedule_like_torch_adam():
+    # after its first step FlatAdam calls the fused kernel itself: the scheduler's lr must reach it
+    ref, net = two_nets()
+    torch_opt = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=0.01)
+    flat = FlatAdam(net.parameters(), lr=0.05, weight_decay=0.01)
+    scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
+              for o in (torch_opt, flat.optimizer)]
+    g = torch.Generator().manual_seed(2)
+    for _ in range(7):
+        x = torch.randn(8, 4, generator=g)
+        torch_opt.zero_grad(set_to_none=True)
+        ref(x).square().sum().backward()
+        torch_opt.step()
+        flat.zero_grad()
+        net(x).square().sum().backward()
+        flat.step()
+        for s in scheds:
+            s.step()
+    assert flat.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1 ** 3)
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
+    assert int(flat.optimizer.state[flat.flat]["step"]) == 7
+
+
 def test_flat_adam_falls_back_to_per_tensor_adam_for_float64():
     net = nn.Linear(3, 2).double()
     opt = FlatAdam(net.parameters(), lr=0.1, weight_decay=0.0)
