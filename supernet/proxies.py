@@ -26,7 +26,7 @@ grad_norm  sum over layers of ||dL/dW||_2 (L = cross-entropy on the batch)
 snip       sum over layers of sum |W * dL/dW|
 grasp      sum over layers of sum (-W * Hg), g = dL/dW, H = Hessian of L (exact double backward;
            a float32 forward difference of gradients was tried and is wrong by far on NB201)
-fisher     sum over layer outputs a of sum_channels 0.5 * mean_batch (sum_spatial a * dL/da)^2
+fisher     sum over layer outputs a of fan_in * sum_channels 0.5 * mean_batch (sum_spatial a * dL/da)^2
 plain      sum over layers of sum W * dL/dW
 synflow    log of sum over layers of sum |W * dR/dW|, R = sum of the output for an all-ones input
            with every parameter and buffer replaced by its absolute value, in float64; BatchNorm
@@ -238,7 +238,7 @@ def _batch_pass(ctx: Context, want: set[str]) -> None:
             if isinstance(m, nn.modules.conv._ConvNd) else m.in_features
         macs[0] += out[:1].numel() * per_out
         if need_a:
-            acts.append(out)
+            acts.append((out, per_out))
 
     def relu_hook(m: nn.Module, inp: Any) -> None:
         # K_ij = #units where i and j agree = 2 c c^T - s 1^T - 1 s^T + units (one matmul, not two)
@@ -268,7 +268,7 @@ def _batch_pass(ctx: Context, want: set[str]) -> None:
         ctx.art["input_jacobian"] = jac.detach()
     if need_w or need_a:
         loss = F.cross_entropy(out, y)
-        inputs = (weights if need_w else []) + (acts if need_a else [])
+        inputs = (weights if need_w else []) + ([a for a, _ in acts] if need_a else [])
         grads = torch.autograd.grad(loss, inputs, create_graph=need_h, allow_unused=True)
         n_w = len(weights) if need_w else 0
         gw, ga = grads[:n_w], grads[n_w:]
@@ -276,8 +276,8 @@ def _batch_pass(ctx: Context, want: set[str]) -> None:
             ctx.art["weight_grads"] = [torch.zeros_like(w) if g is None else g.detach()
                                        for w, g in zip(weights, gw)]
         if need_a:
-            ctx.art["act_grads"] = [(a.detach(), None if g is None else g.detach())
-                                    for a, g in zip(acts, ga)]
+            ctx.art["act_grads"] = [(a.detach(), None if g is None else g.detach(), fan_in)
+                                    for (a, fan_in), g in zip(acts, ga)]
         if need_h:
             z = sum((g * g.detach()).sum() for g in gw if g is not None and g.requires_grad)
             if isinstance(z, torch.Tensor):
@@ -453,14 +453,19 @@ def grasp(ctx: Context) -> float:
 
 @proxy("fisher", needs=("act_grads",))
 def fisher(ctx: Context) -> float:
-    """Sum over layer outputs and channels of 0.5 * mean_batch (sum_spatial a * dL/da)^2."""
+    """Sum over layer outputs and channels of fan_in * 0.5 * mean_batch (sum_spatial a * dL/da)^2.
+
+    The published measure (zero-cost-nas ``fisher``, the NAS-Bench-Suite-Zero column) gives
+    each output channel's value to every weight of that channel (``reshape_elements``) and
+    then sums over weights: a channel counts ``fan_in`` times (``in_channels / groups * kh *
+    kw``, or ``in_features``), which weights wide-input layers up."""
     total = 0.0
-    for a, g in ctx.art["act_grads"]:
+    for a, g, fan_in in ctx.art["act_grads"]:
         if g is None:
             continue
         prod = (a * g).double()
         per_channel = prod.flatten(2).sum(2) if prod.dim() > 2 else prod
-        total += float(per_channel.pow(2).mean(0).mul(0.5).sum())
+        total += fan_in * float(per_channel.pow(2).mean(0).mul(0.5).sum())
     return total
 
 

@@ -74,7 +74,10 @@ def test_fisher_equals_activation_gradient_reference():
     a2 = net[2](torch.relu(a1))
     a1.retain_grad(), a2.retain_grad()
     F.cross_entropy(a2, y).backward()
-    expected = sum(float((0.5 * (a.detach() * a.grad).pow(2).mean(0)).sum()) for a in (a1, a2))
+    # zero-cost-nas gives each output channel's value to its fan_in weights before summing
+    fan_in = (net[0].in_features, net[2].in_features)
+    expected = sum(n * float((0.5 * (a.detach() * a.grad).pow(2).mean(0)).sum())
+                   for n, a in zip(fan_in, (a1, a2)))
     net.zero_grad(set_to_none=True)
     assert score(net, (x, y), ["fisher"])["fisher"] == pytest.approx(expected, rel=1e-5)
 
@@ -304,3 +307,26 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ProxyError, match="input_shape"):
         score(net, None, ["synflow"])
     assert issubclass(ProxyError, NasrankError)
+
+
+def test_fisher_gives_each_channel_to_its_weights_like_zero_cost_nas():
+    # the published measure: per output channel 0.5 * mean_batch (sum_spatial a * dL/da)^2,
+    # broadcast over that channel's weights (grouped conv: in_channels / groups * kh * kw), summed
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(6 * 5 * 5, 3))
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(7, 4, 5, 5, generator=g), torch.randint(0, 3, (7,), generator=g)
+    a1 = net[0](x)
+    a2 = net[3](net[2](torch.relu(a1)))
+    a1.retain_grad(), a2.retain_grad()
+    F.cross_entropy(a2, y).backward()
+    expected = 0.0
+    for layer, a in ((net[0], a1), (net[3], a2)):
+        prod = a.detach() * a.grad
+        per_channel = prod.flatten(2).sum(2) if prod.dim() > 2 else prod
+        del_k = 0.5 * per_channel.pow(2).mean(0)
+        view = (-1,) + (1,) * (layer.weight.dim() - 1)
+        expected += float((torch.ones_like(layer.weight) * del_k.view(view)).sum())
+    net.zero_grad(set_to_none=True)
+    assert score(net, (x, y), ["fisher"])["fisher"] == pytest.approx(expected, rel=1e-5)
