@@ -12,8 +12,10 @@
     architectures; without proxies and with the default proxies (synflow, nwot, jacob_cov).
     Target: total <= 1.5x the floor. The supernet is left untrained: speed does not depend on
     the weights' values.
-(c) The classic six zero-cost proxies against the SamsungLabs reference (``find_measures``):
-    not measured here; the reference code is not available offline.
+(c) With ``--zc-reference DIR``: the classic six zero-cost proxies, ours against the SamsungLabs
+    reference (``foresight.pruners.predictive.find_measures``, imported from DIR, not part of
+    nasrank) on the same NB201 networks and batch; time ratio and largest value differences.
+    Target: reference >= 3x ours.
 (d) With ``--run-stages``: ``nasrank run`` with default settings, wall seconds per stage and each
     stage's share; ``--compare-pythonpath DIR`` alternates with an older checkout (before/after).
 
@@ -151,6 +153,69 @@ def bench_weak_labels(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+# ----------------------------------------------------------------------------- (c) proxies vs reference
+CLASSIC6 = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
+
+
+def bench_zero_cost_reference(args: argparse.Namespace) -> dict[str, Any]:
+    """The classic six proxies, ours (one :func:`score` call) against the reference
+    ``foresight.pruners.predictive.find_measures`` (SamsungLabs zero-cost-nas, imported from
+    ``--zc-reference DIR``; never shipped with nasrank) on the same networks and batch: NB201
+    stand-alone networks (C = 16, N = 5, 10 classes) of ``--zc-cells`` seeded cells, 64 digits
+    images at 32x32 x 3 channels. The order of the two alternates from cell to cell; the first
+    cell is a warm-up for both and untimed. Also reports each proxy's largest relative
+    difference between the two (synflow: ours is the log of the reference's sum)."""
+    import math
+    import sys
+
+    from nasrank.spaces.base import sample_unique
+    from nasrank.spaces.nb201 import NB201Space
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.proxies import score
+
+    sys.path.insert(0, os.path.abspath(args.zc_reference))
+    from foresight.pruners import predictive  # the reference, from --zc-reference
+
+    data = load_dataset("digits", seed=0, image_size=32, channels=3, valid_fraction=0.2)
+    x, y = data.train.tensors[0][:64].contiguous(), data.train.tensors[1][:64].contiguous()
+    space = NB201Space()
+    archs = sample_unique(space, args.zc_cells + 1, np.random.default_rng(0))
+
+    def ours(net: torch.nn.Module) -> dict[str, float]:
+        return score(net, (x, y), CLASSIC6, seed=0)
+
+    def reference(net: torch.nn.Module) -> dict[str, float]:
+        import warnings
+
+        with warnings.catch_warnings():  # its fisher uses the deprecated register_backward_hook
+            warnings.simplefilter("ignore")
+            return predictive.find_measures(net, [(x, y)], ("random", 1, data.num_classes), "cpu",
+                                            measure_names=CLASSIC6)
+
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    worst = {p: 0.0 for p in CLASSIC6}
+    for k, arch in enumerate(archs):
+        torch.manual_seed(k)
+        net = space.build(arch)
+        order = [("ours", ours), ("reference", reference)]
+        vals = {}
+        for name, fn in (order if k % 2 else order[::-1]):
+            t = time.perf_counter()
+            vals[name] = fn(net)
+            if k > 0:
+                times[name].append(time.perf_counter() - t)
+        for p in CLASSIC6:
+            a, b = vals["ours"]["jacov" if p == "jacob_cov" else p], float(vals["reference"][p])
+            if p == "synflow":
+                b = math.log(b)
+            worst[p] = max(worst[p], abs(a - b) / max(abs(b), 1e-12))
+    res = {"cells": len(archs) - 1, "ours_s": times["ours"], "reference_s": times["reference"],
+           "ours_total_s": sum(times["ours"]), "reference_total_s": sum(times["reference"]),
+           "max_rel_diff": worst}
+    res["ratio_reference_over_ours"] = res["reference_total_s"] / res["ours_total_s"]
+    return res
+
+
 # ----------------------------------------------------------------------------- (d) nasrank run
 STAGES = ("supernet_s", "weak_labels_s", "pretrain_s", "search_s", "random_s")
 
@@ -207,6 +272,9 @@ def main() -> None:
                     help="(d): time `nasrank run` with default settings per stage (minutes)")
     ap.add_argument("--compare-pythonpath", default=None,
                     help="with --run-stages: alternate with the nasrank package found here")
+    ap.add_argument("--zc-reference", default=None,
+                    help="(c): folder holding the reference `foresight` package (zero-cost-nas)")
+    ap.add_argument("--zc-cells", type=int, default=10, help="timed NB201 networks for (c)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.threads:
@@ -225,8 +293,11 @@ def main() -> None:
     if not args.skip_weak:
         res["b_weak_labels"] = bench_weak_labels(args)
         print(json.dumps({"b_weak_labels": res["b_weak_labels"]}, indent=1), flush=True)
-    res["c_zero_cost_vs_reference"] = ("not measured: SamsungLabs zero-cost-nas (foresight) is not "
-                                       "on PyPI and not reachable from this machine")
+    if args.zc_reference:
+        res["c_zero_cost_vs_reference"] = bench_zero_cost_reference(args)
+    else:
+        res["c_zero_cost_vs_reference"] = ("not measured: pass --zc-reference DIR, a checkout of "
+                                           "SamsungLabs zero-cost-nas (its foresight package)")
     if args.run_stages:
         res["d_run_stages"] = bench_run_stages(args)
         print(json.dumps({"d_run_stages": res["d_run_stages"]}, indent=1), flush=True)

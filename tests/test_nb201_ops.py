@@ -34,6 +34,24 @@ def test_box_sum_pool_equals_torch_avg_pool(shape, dtype):
     assert dict(pool.state_dict()) == {} and list(pool.buffers()) == []
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 1, 3)])
+def test_box_sum_pool_second_derivatives(shape):
+    # GraSP differentiates the gradient again: numeric check of the double backward, and the
+    # Hessian-vector product through a pool inside a nonlinearity equals torch's AvgPool2d's
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+    torch.autograd.gradcheck(AvgPool3x3(), (x,), check_forward_ad=True)  # jvp too (torch.func)
+    torch.autograd.gradgradcheck(AvgPool3x3(), (x,))
+    v = torch.randn(*shape, generator=g, dtype=torch.float64)
+    ref_pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    hv = []
+    for pool in (AvgPool3x3(), ref_pool):
+        (gx,) = torch.autograd.grad(torch.tanh(pool(x ** 2)).sum(), x, create_graph=True)
+        hv.append(torch.autograd.grad((gx * v).sum(), x)[0])
+    torch.testing.assert_close(hv[0], hv[1], rtol=1e-12, atol=1e-12)
+
+
 def test_corner_edge_and_inner_windows_by_hand():
     x = torch.arange(9.0).reshape(1, 1, 3, 3)
     out = AvgPool3x3()(x)[0, 0]

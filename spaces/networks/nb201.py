@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,40 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
+class _BoxSum3x3(torch.autograd.Function):
+    """Depthwise 3x3 box sum with zero padding 1: ``conv2d(x, ones, padding=1, groups=C)``.
+
+    The box sum is its own adjoint (symmetric kernel, same padding), so the backward pass is
+    the same op on the gradient, called through ``apply`` and hence differentiable again.
+    Written as a Function because torch's double backward of a grouped convolution loops over
+    the groups (one convolution per channel): GraSP's Hessian-vector product through NB201's
+    average pools took ~560 convolutions per network (BENCHMARKS.md, issue 16 (c))."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, kernel, padding=1, groups=x.shape[-3])
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.save_for_backward(inputs[1])  # torch.func transforms need this split from forward
+        ctx.save_for_forward(inputs[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (kernel,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: stay differentiable
+            return _BoxSum3x3.apply(grad, kernel), None
+        # first order: the box sum straight, no graph (as fast as, or faster than, torch's
+        # grouped-convolution backward on the CPU; torch.nn.grad.conv2d_input was 1.3-2.4x slower)
+        return F.conv2d(grad, kernel, padding=1, groups=grad.shape[-3]), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, kernel_tangent: Any) -> torch.Tensor:
+        # forward-mode AD (torch.func.jvp): the op is linear in x, the kernel is a constant
+        (kernel,) = ctx.saved_tensors
+        return _BoxSum3x3.apply(x_tangent, kernel)
+
+
 class AvgPool3x3(nn.Module):
     """NB201's ``avg_pool_3x3``, ``nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)``,
     as a depthwise 3x3 box sum (``conv2d`` with a ones kernel) divided by the number of real
@@ -48,7 +83,7 @@ class AvgPool3x3(nn.Module):
             counts = F.conv2d(ones, kernel[:1], padding=1)  # real pixels per window: 4, 6 or 9
             self._constants[key] = (kernel, counts)
         kernel, counts = self._constants[key]
-        return F.conv2d(x, kernel, padding=1, groups=c) / counts
+        return _BoxSum3x3.apply(x, kernel) / counts
 
 
 def make_op(op: str, channels: int) -> nn.Module:
