@@ -151,12 +151,13 @@ def cmd_speed(args: argparse.Namespace) -> None:
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    """Every proxy but ntk and grasp (the two slowest) on more cells, for rank correlations."""
+    """Every proxy but ntk and grasp (the two slowest; or ``--proxies``) on more cells, for rank
+    correlations."""
     torch.set_num_threads(args.threads)
     space = NB201Space()
     rows = pick(read_nb201(args.data), args.cells, args.seed + 2)
     x, y = fashion_batch(args.data, 64, args.seed)
-    names = [p for p in ALL if p not in ("ntk", "grasp")]
+    names = args.proxies or [p for p in ALL if p not in ("ntk", "grasp")]
     done = _done(args.out)
     with open(args.out, "a") as out:
         for r in rows:
@@ -257,6 +258,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--classic-only", action="store_true",
                     help="speed: time only the floor and the classic six together")
+    ap.add_argument("--proxies", nargs="+", default=None,
+                    help="quality: these proxies only (default: all but ntk and grasp)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--agree", type=Path)
