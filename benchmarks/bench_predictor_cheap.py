@@ -15,6 +15,8 @@ Methods (one pretraining, seed 0, shared by every ``pre_``/``hyb_`` method):
   hyb_start     hybrid head start: ridge read-out of [pretrained hidden layer, measured proxies]
   hyb_lr        hybrid head, LambdaRank, early stopping on the validation Kendall tau
   hyb_margin    hybrid head, margin ranking, early stopping on the validation Kendall tau
+  pre_lrlin_k   as pre_lr_k with LambdaRank's linear NDCG gain (rel, not 2^rel - 1)
+  hyb_lrlin     as hyb_lr with the linear gain
 
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --seeds 0-9
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --report
@@ -53,7 +55,7 @@ from nasrank.predictor import RankingPredictor, kendall_tau, ndcg_at_k, precisio
 from nasrank.spaces.benchmarks import canonical_subset, load_nb201
 
 METHODS = ["rf", "pre_start", "pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k",
-           "hyb_start", "hyb_lr", "hyb_margin"]
+           "hyb_start", "hyb_lr", "hyb_margin", "pre_lrlin_k", "hyb_lrlin"]
 
 
 def cheap_labels(table) -> dict[str, np.ndarray]:
@@ -80,8 +82,8 @@ def pretrained_pair(args, bench, archs, labels):
 def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
               plain_select: str | None = "loss"):
     """A copy of the pretrained predictor fine-tuned as ``method`` says: ``pre_``/``hyb_``
-    (plain or hybrid head), then ``start`` (the ridge read-out, lr 0), ``lr`` / ``margin``
-    (LambdaRank / margin ranking) with an optional ``_k`` (early stopping on validation Kendall
+    (plain or hybrid head), then ``start`` (the ridge read-out, lr 0), ``lr`` / ``lrlin`` /
+    ``margin`` (LambdaRank with exponential / linear NDCG gain, margin ranking) with an optional ``_k`` (early stopping on validation Kendall
     tau; the hybrid head always uses it). ``plain_select``: the selection of ``pre_lr`` /
     ``pre_margin`` (``"loss"``: issue 3's; ``None``: the package default)."""
     p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
@@ -90,9 +92,10 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     if kind == "start":
         return p.fit(archs, y, loss="lambdarank", epochs=1, lr=0.0)
     loss = "margin" if kind.startswith("margin") else "lambdarank"
+    gain = "linear" if kind.startswith("lrlin") else "exp"  # LambdaRank's NDCG gain
     select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else plain_select
     return p.fit(archs, y, loss=loss, epochs=args.ft_epochs, patience=args.patience,
-                 select=select)
+                 select=select, gain=gain)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -141,7 +144,8 @@ def run(args: argparse.Namespace) -> None:
                     print(json.dumps(rec), flush=True)
 
 
-CVPR_METHODS = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin"]
+CVPR_METHODS = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin",
+                "pre_lrlin_k", "hyb_lrlin"]
 
 
 def run_cvpr(args: argparse.Namespace) -> None:
@@ -177,7 +181,7 @@ def run_cvpr(args: argparse.Namespace) -> None:
     hybrid = plain.as_hybrid(lab_archs, {k: v[lab] for k, v in weak.items()})
     gt = gt_all[lab]
     feats = np.log(np.stack([weak[k][lab] for k in weak], axis=1))
-    out = work / "cvpr2021_cheap.jsonl"
+    out = work / args.cvpr_out
     done = {json.loads(line)["seed"] for line in out.read_text().splitlines()} if out.exists() else set()
     for seed in parse_seeds(args.seeds):
         if seed in done:
@@ -326,6 +330,8 @@ def main() -> None:
     ap.add_argument("--cvpr-data", default="../shared/data/cvpr2021_track1/archs.csv")
     ap.add_argument("--cvpr-pre-archs", type=int, default=10_000)
     ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
+    ap.add_argument("--cvpr-out", default="cvpr2021_cheap.jsonl",
+                    help="results file in --work (a seed already in it is skipped)")
     ap.add_argument("--cvpr-methods", nargs="+", default=CVPR_METHODS, choices=CVPR_METHODS)
     ap.add_argument("--e2e", action="store_true", help="our own weak labels, Fashion-MNIST truth")
     ap.add_argument("--e2e-truth", default="data/nb201_fmnist_gt.csv")

@@ -34,6 +34,19 @@ class _LossConfig(Config):
 class LambdaRankConfig(_LossConfig):
     """LambdaRank: pairwise logistic loss weighted by |delta NDCG| (rewards the top)."""
 
+    gain: str = option("exp", "NDCG gain: exp (2^rel - 1, AceNAS) or linear (rel; weighs the "
+                       "whole order)", choices=("exp", "linear"))
+
+    def build(self) -> Callable[..., Any]:
+        import functools
+
+        from .losses import lambdarank_loss
+
+        return functools.partial(lambdarank_loss, gain=self.gain)
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        return {"loss": "lambdarank", "gain": self.gain}
+
 
 @RANKING_LOSSES.register("ranknet")
 @dataclass(frozen=True)

@@ -63,17 +63,26 @@ def _pair_mask(rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return real & (rel[:, :, None] > rel[:, None, :])
 
 
+#: NDCG gains of LambdaRank: ``exp`` is ``2^rel - 1`` (AceNAS, Burges), ``linear`` is ``rel``.
+LAMBDARANK_GAINS = ("exp", "linear")
+
+
 def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
-                    mask: torch.Tensor | None = None, *, sigma: float = 1.0) -> torch.Tensor:
+                    mask: torch.Tensor | None = None, *, sigma: float = 1.0,
+                    gain: str = "exp") -> torch.Tensor:
     """LambdaRank (NDCG-weighted pairwise logistic loss, Burges 2010; allRank's lambdaLoss with
     the ``lambdaRank_scheme``).
 
     For each pair with rel_i > rel_j: ``|delta NDCG_ij| * log2(1 + exp(-sigma (s_i - s_j)))``,
     where delta NDCG is the change of NDCG when i and j swap places in the ranking by the current
-    scores (gain ``2^rel - 1``, discount ``1/log2(1 + position)``), and the ideal DCG sorts
-    relevance in DESCENDING order. The weights are constants (no gradient through the sort).
-    Summed over pairs, averaged over lists.
+    scores (gain ``2^rel - 1``, or ``rel`` with ``gain="linear"``; discount
+    ``1/log2(1 + position)``), and the ideal DCG sorts relevance in DESCENDING order. The
+    weights are constants (no gradient through the sort). Summed over pairs, averaged over lists.
+    With AceNAS's relevance (0-20) the exponential gain puts nearly all weight on the top few
+    architectures of a list; the linear gain spreads it over the whole order.
     """
+    if gain not in LAMBDARANK_GAINS:
+        raise ValueError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
     scores, rel, mask = _prepare(scores, relevance, mask)
     B, L = scores.shape
     with torch.no_grad():
@@ -82,7 +91,8 @@ def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
         pos = torch.empty_like(order)
         pos.scatter_(1, order, torch.arange(1, L + 1, device=scores.device).expand(B, L))
         disc = 1.0 / torch.log2(pos.to(scores.dtype) + 1.0)
-        gains = torch.where(mask, torch.pow(2.0, rel) - 1.0, torch.zeros_like(rel))
+        gains = torch.where(mask, torch.pow(2.0, rel) - 1.0 if gain == "exp" else rel,
+                            torch.zeros_like(rel))
         ideal = gains.sort(dim=1, descending=True).values
         ideal_disc = 1.0 / torch.log2(torch.arange(2, L + 2, device=scores.device,
                                                    dtype=scores.dtype))

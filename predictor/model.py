@@ -26,7 +26,7 @@ from .encoder import PredictorNet
 from .dense import DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
-from .losses import LOSS_NAMES, acenas_relevance, get_loss, mse_loss
+from .losses import LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss
 from .metrics import kendall_tau
 
 CHECKPOINT_FORMAT = "nasrank-predictor-v1"
@@ -352,7 +352,7 @@ class RankingPredictor:
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
         weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
         margin: float | str = 0.1, probe_alpha: float = 10.0, select: str | None = None,
-        progress: bool = False,
+        gain: str = "exp", progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
@@ -367,7 +367,8 @@ class RankingPredictor:
         (lowest validation loss) or ``"kendall"`` (highest validation Kendall tau, the loss
         breaking ties; the start wins a tie, so fine-tuning never ends below its starting
         point's validation tau); ``None``: ``"kendall"`` for the ranking losses, ``"loss"``
-        for ``mse``."""
+        for ``mse``. ``gain``: LambdaRank's NDCG gain, ``"exp"`` (``2^rel - 1``, AceNAS) or
+        ``"linear"`` (``rel``)."""
         loss_fn = get_loss(loss)
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
@@ -397,7 +398,11 @@ class RankingPredictor:
             )
         if len(keys) < 2:
             raise NasrankError(f"fit needs at least 2 architectures to rank, got {len(keys)}")
-        extra = {"margin": margin} if loss == "margin" else {}
+        if gain not in LAMBDARANK_GAINS:
+            raise NasrankError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
+        extra: dict[str, Any] = {"margin": margin} if loss == "margin" else {}
+        if loss == "lambdarank":
+            extra["gain"] = gain
 
         self.y_mean, self.y_std = float(y_arr.mean()), float(y_arr.std()) or 1.0
         target = torch.tensor(self._fit_targets(y_arr, loss), dtype=torch.float32)

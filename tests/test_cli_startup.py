@@ -4,6 +4,8 @@ networks moved to nasrank.spaces.networks stay importable, and unpicklable, by t
 
 from __future__ import annotations
 
+import math
+
 import pickle
 import re
 import subprocess
@@ -118,6 +120,15 @@ def test_ranking_loss_configs_build_the_losses_and_keep_their_old_import_path():
         pytest.approx(1.5)
     assert RANKING_LOSSES.make("margin", {"margin": 0.5}).fit_kwargs() == {"loss": "margin",
                                                                           "margin": 0.5}
+    assert RANKING_LOSSES.make("lambdarank", {"gain": "linear"}).fit_kwargs() == {
+        "loss": "lambdarank", "gain": "linear"}
+    # linear gain on a 2-list, scores 0 / 1 vs relevance 1 / 0: |dNDCG| = 1 - 1/log2(3) (the
+    # swap), times log2(1 + e)
+    lin = RANKING_LOSSES.make("lambdarank", {"gain": "linear"}).build()
+    assert float(lin(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]))) == pytest.approx(
+        (1 - 1 / math.log2(3)) * math.log2(1 + math.e), rel=1e-6)
+    with pytest.raises(Exception, match="gain"):
+        RANKING_LOSSES.make("lambdarank", {"gain": "square"})
 
 
 def test_supernet_registries_load_no_torch_and_keep_their_entries_and_import_paths():

@@ -22,24 +22,26 @@ from nasrank.errors import NasrankError
 
 
 # ---------------------------------------------------------------- brute-force LambdaRank
-def _ndcg_of_ranking(ranking: list[int], rel: list[float]) -> float:
-    """NDCG of the items listed in ``ranking`` (best first), gains 2^rel - 1."""
+def _ndcg_of_ranking(ranking: list[int], rel: list[float], gain: str = "exp") -> float:
+    """NDCG of the items listed in ``ranking`` (best first), gains 2^rel - 1 (or rel)."""
+    g = (lambda r: 2.0 ** r - 1.0) if gain == "exp" else (lambda r: r)
     dcg = 0.0
     for pos, item in enumerate(ranking, start=1):
-        dcg += (2.0 ** rel[item] - 1.0) / math.log2(pos + 1)
+        dcg += g(rel[item]) / math.log2(pos + 1)
     ideal = sorted(rel, reverse=True)
     idcg = 0.0
     for pos, r in enumerate(ideal, start=1):
-        idcg += (2.0 ** r - 1.0) / math.log2(pos + 1)
+        idcg += g(r) / math.log2(pos + 1)
     return dcg / idcg
 
 
-def _reference_lambdarank(scores: list[float], rel: list[float]) -> tuple[float, list[float]]:
+def _reference_lambdarank(scores: list[float], rel: list[float],
+                          gain: str = "exp") -> tuple[float, list[float]]:
     """Loss and gradient of one list: for each pair with rel_i > rel_j, |delta NDCG| (found by
     actually swapping i and j in the ranking by scores) times log2(1 + exp(-(s_i - s_j)))."""
     n = len(scores)
     ranking = sorted(range(n), key=lambda i: -scores[i])
-    base = _ndcg_of_ranking(ranking, rel)
+    base = _ndcg_of_ranking(ranking, rel, gain)
     loss, grad = 0.0, [0.0] * n
     for i in range(n):
         for j in range(n):
@@ -48,7 +50,7 @@ def _reference_lambdarank(scores: list[float], rel: list[float]) -> tuple[float,
             swapped = list(ranking)
             pi, pj = swapped.index(i), swapped.index(j)
             swapped[pi], swapped[pj] = j, i
-            w = abs(_ndcg_of_ranking(swapped, rel) - base)
+            w = abs(_ndcg_of_ranking(swapped, rel, gain) - base)
             d = scores[i] - scores[j]
             loss += w * math.log2(1.0 + math.exp(-d))
             lam = w * (1.0 / (1.0 + math.exp(d))) / math.log(2.0)  # -dL/ds_i
@@ -69,6 +71,34 @@ def test_lambdarank_gradient_matches_brute_force_per_pair_reference():
                                   for b in range(B)))
     assert float(loss.detach()) == pytest.approx(sum(ref_losses) / B, rel=1e-10)
     np.testing.assert_allclose(s.grad.numpy(), np.array(ref_grads) / B, rtol=1e-9, atol=1e-12)
+
+
+def test_lambdarank_linear_gain_matches_brute_force_and_weighs_the_bottom_more():
+    rng = np.random.default_rng(4)
+    B, L = 3, 6
+    scores = rng.normal(size=(B, L))
+    rel = rng.uniform(0, 20, size=(B, L))  # AceNAS relevance range
+    s = torch.tensor(scores, dtype=torch.float64, requires_grad=True)
+    loss = lambdarank_loss(s, torch.tensor(rel), gain="linear")
+    loss.backward()
+    ref_losses, ref_grads = zip(*(_reference_lambdarank(list(scores[b]), list(rel[b]), "linear")
+                                  for b in range(B)))
+    assert float(loss.detach()) == pytest.approx(sum(ref_losses) / B, rel=1e-10)
+    np.testing.assert_allclose(s.grad.numpy(), np.array(ref_grads) / B, rtol=1e-9, atol=1e-12)
+    # on a 0-20 list, what swapping the bottom pair costs relative to swapping the top pair:
+    # gains 2^4 - 1 and 2^0.5 - 1 against 2^20 - 1 (~1e-6) vs 4 and 0.5 against 20 (~0.1)
+    rel6 = torch.tensor([[20.0, 16.0, 12.0, 8.0, 4.0, 0.5]])
+    ordered = torch.tensor([[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]])
+    top = torch.tensor([[5.0, 6.0, 4.0, 3.0, 2.0, 1.0]])
+    bottom = torch.tensor([[6.0, 5.0, 4.0, 3.0, 1.0, 2.0]])
+    ratio = {}
+    for g in ("exp", "linear"):
+        base = float(lambdarank_loss(ordered, rel6, gain=g))
+        ratio[g] = ((float(lambdarank_loss(bottom, rel6, gain=g)) - base)
+                    / (float(lambdarank_loss(top, rel6, gain=g)) - base))
+    assert ratio["exp"] < 1e-4 and ratio["linear"] > 0.05
+    with pytest.raises(ValueError, match="'log'"):
+        lambdarank_loss(bottom, rel6, gain="log")
 
 
 def test_lambdarank_with_padding_equals_the_unpadded_list():

@@ -161,6 +161,26 @@ def test_fit_on_a_tiny_set_trains_without_a_validation_split(space, cells):
         p.fit(cells[:1], y[:1])
 
 
+def test_fit_passes_the_lambdarank_gain_to_the_loss(space, cells, monkeypatch):
+    import nasrank.predictor.losses as losses
+
+    seen = []
+    real = losses.lambdarank_loss
+
+    def spy(*args, **kw):
+        seen.append(kw.get("gain"))
+        return real(*args, **kw)
+
+    monkeypatch.setitem(losses.LOSSES, "lambdarank", spy)
+    y = params_label(space, cells[:12])
+    fits = {g: RankingPredictor(space, seed=0, **SMALL).fit(cells[:12], y, epochs=3, gain=g)
+            for g in ("exp", "linear")}
+    assert set(seen) == {"exp", "linear"}
+    assert not np.allclose(fits["exp"].predict(cells[12:20]), fits["linear"].predict(cells[12:20]))
+    with pytest.raises(NasrankError, match="gain must be one of .*'square'"):
+        RankingPredictor(space, seed=0, **SMALL).fit(cells[:12], y, gain="square")
+
+
 def test_probe_reads_out_a_label_the_pretrained_head_predicts(space, cells):
     """Before any fine-tuning step (lr 0) the ranking head is the ridge read-out of the
     pretrained head's hidden layer. A target that is exactly linear in that layer (one of the
