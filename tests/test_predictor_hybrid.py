@@ -140,3 +140,28 @@ def test_cli_pretrain_hybrid_and_finetune_select(tmp_path, capsys):
     ft = RankingPredictor.load(tmp_path / "p" / "predictor_finetuned.pt", space=sp)
     assert kendall_tau(noise[25:], ft.predict(archs[25:])) > 0.9  # archs it was not tuned on
     capsys.readouterr()
+
+
+def test_cli_finetune_passes_the_lambdarank_gain(tmp_path, capsys, monkeypatch):
+    import nasrank.predictor.losses as losses
+    from nasrank.search.cli import main
+    from nasrank.spaces import LabelTable, sample_unique
+
+    seen = []
+    real = losses.lambdarank_loss
+    monkeypatch.setitem(losses.LOSSES, "lambdarank",
+                        lambda *a, **kw: seen.append(kw.get("gain")) or real(*a, **kw))
+    sp = NB201Space()
+    archs = sample_unique(sp, 30, np.random.default_rng(2))
+    keys = [sp.key(a) for a in archs]
+    LabelTable(keys, {"flops": [sp.cost(a)[0] for a in archs]}, space="nb201").to_csv(tmp_path / "w.csv")
+    LabelTable(keys[:20], {"acc": np.arange(20.0)}, space="nb201").to_csv(tmp_path / "gt.csv")
+    assert main(["pretrain", "--labels", str(tmp_path / "w.csv"), "--epochs", "1",
+                 "--out", str(tmp_path / "p"), "--device", "cpu", "--quiet"]) == 0
+    common = ["finetune", "--labels", str(tmp_path / "gt.csv"), "--metric", "acc", "--epochs", "2",
+              "--out", str(tmp_path / "p"), "--device", "cpu", "--quiet", "--loss", "lambdarank"]
+    assert main(common + ["--loss.gain", "linear"]) == 0
+    assert seen and set(seen) == {"linear"}
+    capsys.readouterr()
+    assert main(common + ["--loss.gain", "square"]) != 0
+    assert "square" in capsys.readouterr().err
