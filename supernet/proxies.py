@@ -35,7 +35,8 @@ jacov      -sum_i (log(v_i + k) + 1 / (v_i + k)), v = eigenvalues of the correla
            the per-example input gradients of the summed output, k = 1e-5 (alias: jacob_cov)
 nwot       log|det K|, K_ij = number of ReLU units (all ReLU inputs, whole network) on which
            examples i and j agree in sign (NASWOT, Mellor et al. 2021; alias: naswot)
-epe_nas    EPE-NAS: per class c, s_c = sum log(|corr(J_c)| + k); score = sum_{c,c'} |s_c - s_c'| / #classes
+epe_nas    EPE-NAS: per class c, s_c = sum log(|corr(J_c)| + k); score = sum_c |s_c| for <= 100 classes,
+           else sum_{c,c'} |s_c/n_c - s_c'/n_c'| / #classes (the authors' code)
 zen        Zen-NAS: weights re-drawn N(0, 1) (BN affine 1/0), Gaussian input x and x + 0.01 e;
            log mean_batch ||f(x) - f(x')||_1 of the features entering the last global pooling
            + sum over BN layers of log sqrt(mean running_var) after the two train-mode forwards
@@ -503,22 +504,32 @@ def jacov(ctx: Context) -> float:
 
 @proxy("epe_nas", needs=("input_jacobian",))
 def epe_nas(ctx: Context) -> float:
-    """EPE-NAS (Lopes et al. 2021): spread of per-class Jacobian-correlation scores."""
+    """EPE-NAS (Lopes et al. 2021) as the authors' code scores it (and NAS-Bench-Suite-Zero with
+    it): per class c of the batch, s_c = sum log(|corr(J_c)| + k); with at most 100 outputs
+    (classes) the score is sum_c |s_c|; with more, s_c is divided by the class's example count
+    and the score is sum_{c,c'} |s_c - s_c'| / #classes (a class with one example is skipped
+    there, as the authors' code does)."""
     j = _jacobians(ctx)
     assert ctx.targets is not None
     y = ctx.targets.cpu().numpy()
     k = ctx.settings.jacob_k
+    many = ctx.art["logits"].shape[-1] > 100
     per_class = []
     for c in np.unique(y):
         rows = j[y == c]
+        if many and len(rows) < 2:
+            continue
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.atleast_2d(np.corrcoef(rows))
         if not np.all(np.isfinite(corr)):
             ctx.notes["epe_nas"] = f"class {int(c)}: an input gradient is constant"
             return math.nan
-        per_class.append(np.sum(np.log(np.abs(corr) + k)))
+        s_c = float(np.sum(np.log(np.abs(corr) + k)))
+        per_class.append(s_c / len(rows) if many else s_c)
     s = np.asarray(per_class)
-    return float(np.abs(s[:, None] - s[None, :]).sum() / len(s))
+    if not many:
+        return float(np.abs(s).sum())
+    return float(np.abs(s[:, None] - s[None, :]).sum() / len(s)) if len(s) else math.nan
 
 
 @proxy("nwot", needs=("relu_kernel",))

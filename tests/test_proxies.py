@@ -201,6 +201,8 @@ def test_jacov_equals_numpy_reference():
 
 
 def test_epe_nas_equals_numpy_reference():
+    # the EPE-NAS authors' scoring (also NAS-Bench-Suite-Zero's): up to 100 classes, the sum of
+    # |s_c| over the classes of the batch, s_c = sum log(|corr of class c's input gradients| + k)
     net, (x, y) = mlp(), batch(n=12, seed=4)
     j = input_jacobians(net, x).astype(np.float64)
     labels = y.numpy()
@@ -208,6 +210,24 @@ def test_epe_nas_equals_numpy_reference():
     for c in sorted(set(labels.tolist())):
         corr = np.atleast_2d(np.corrcoef(j[labels == c]))
         s[c] = np.sum(np.log(np.abs(corr) + 1e-5))
+    expected = sum(abs(v) for v in s.values())
+    assert score(net, (x, y), ["epe_nas"])["epe_nas"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_epe_nas_over_100_classes_uses_the_pairwise_spread():
+    # more than 100 outputs: s_c divided by class c's example count, then sum_{c,c'} |s_c -
+    # s_c'| / #classes; a class with a single example is left out (the authors' code skips it)
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 101))
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(13, 4, generator=g)
+    y = torch.tensor([3] * 4 + [50] * 5 + [100] * 3 + [7])  # class 7: one example
+    j = input_jacobians(net, x).astype(np.float64)
+    labels = y.numpy()
+    s = {}
+    for c in (3, 50, 100):
+        rows = j[labels == c]
+        s[c] = np.sum(np.log(np.abs(np.corrcoef(rows)) + 1e-5)) / len(rows)
     expected = sum(abs(s[a] - s[b]) for a in s for b in s) / len(s)
     assert score(net, (x, y), ["epe_nas"])["epe_nas"] == pytest.approx(expected, rel=1e-4)
 
