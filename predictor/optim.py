@@ -40,6 +40,7 @@ class FlatAdam:
         devices = {p.device for p in self.params}
         dtypes = {p.dtype for p in self.params}
         self.flat: nn.Parameter | None = None
+        self._direct = _HAS_FUSED_ADAM  # step through the fused kernel itself (see step)
         fusable = (len(devices) == 1 and dtypes == {torch.float32}
                    and next(iter(devices)).type in ("cpu", "cuda"))
         if not fusable:
@@ -70,17 +71,22 @@ class FlatAdam:
         # the 2-core CPU). The arguments are those ``torch.optim.Adam(fused=True)`` passes;
         # tests/test_predictor_optim.py checks the result against torch's Adam.
         state = self.optimizer.state.get(self.flat) if self.flat is not None else None
-        if not state or not _HAS_FUSED_ADAM:
+        if not state or not self._direct:
             self.optimizer.step()
             return
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
         state["step"].add_(1)
-        torch._fused_adam_(
-            [self.flat], [self.flat.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [],
-            [state["step"]], amsgrad=False, lr=float(group["lr"]), beta1=float(beta1),
-            beta2=float(beta2), weight_decay=float(group["weight_decay"]), eps=float(group["eps"]),
-            maximize=False, grad_scale=None, found_inf=None)
+        try:
+            torch._fused_adam_(
+                [self.flat], [self.flat.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [],
+                [state["step"]], amsgrad=False, lr=float(group["lr"]), beta1=float(beta1),
+                beta2=float(beta2), weight_decay=float(group["weight_decay"]),
+                eps=float(group["eps"]), maximize=False, grad_scale=None, found_inf=None)
+        except TypeError:  # a torch whose private kernel takes other arguments: the public path
+            state["step"].sub_(1)
+            self._direct = False
+            self.optimizer.step()
 
     def release(self) -> None:
         """Give each parameter its own storage again and drop the gradients (idempotent)."""

@@ -45,6 +45,8 @@ def test_box_sum_pool_second_derivatives(shape):
     torch.autograd.gradgradcheck(AvgPool3x3(), (x,))
     v = torch.randn(*shape, generator=g, dtype=torch.float64)
     ref_pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    stacked = torch.stack([x.detach(), v])  # torch.func.vmap over a leading dimension
+    torch.testing.assert_close(torch.func.vmap(AvgPool3x3())(stacked), ref_pool(stacked.flatten(0, 1)).view_as(stacked))
     hv = []
     for pool in (AvgPool3x3(), ref_pool):
         (gx,) = torch.autograd.grad(torch.tanh(pool(x ** 2)).sum(), x, create_graph=True)

@@ -144,3 +144,34 @@ def test_resident_and_per_step_batches_train_alike(monkeypatch):
         p.fit(archs[:20], y[:20], epochs=2, batch_size=5)
         preds.append(p.predict(archs))
     np.testing.assert_allclose(preds[0], preds[1], rtol=1e-5, atol=1e-6)
+
+
+def test_flat_adam_falls_back_to_torch_adam_when_the_fused_kernel_refuses_its_arguments(monkeypatch):
+    # a torch whose private kernel takes other arguments: FlatAdam steps through torch's Adam
+    ref, net = two_nets()
+    torch_opt = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=0.01)
+    flat = FlatAdam(net.parameters(), lr=0.05, weight_decay=0.01)
+
+    import nasrank.predictor.optim as optim
+
+    class TorchWithOtherKernel:  # torch as FlatAdam sees it; torch's own Adam keeps the real one
+        def __getattr__(self, name):
+            if name == "_fused_adam_":
+                def refuse(*args, **kwargs):
+                    raise TypeError("_fused_adam_() got an unexpected keyword argument")
+                return refuse
+            return getattr(torch, name)
+
+    monkeypatch.setattr(optim, "torch", TorchWithOtherKernel())
+    g = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        x = torch.randn(8, 4, generator=g)
+        torch_opt.zero_grad(set_to_none=True)
+        ref(x).square().sum().backward()
+        torch_opt.step()
+        flat.zero_grad()
+        net(x).square().sum().backward()
+        flat.step()
+    assert not flat._direct and int(flat.optimizer.state[flat.flat]["step"]) == 4
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)

@@ -37,6 +37,8 @@ class _BoxSum3x3(torch.autograd.Function):
     the groups (one convolution per channel): GraSP's Hessian-vector product through NB201's
     average pools took ~560 convolutions per network (BENCHMARKS.md, issue 16 (c))."""
 
+    generate_vmap_rule = True  # torch.func.vmap: forward is plain torch ops
+
     @staticmethod
     def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, kernel, padding=1, groups=x.shape[-3])
