@@ -16,6 +16,8 @@
     reference (``foresight.pruners.predictive.find_measures``, imported from DIR, not part of
     nasrank) on the same NB201 networks and batch; time ratio and largest value differences.
     Target: reference >= 3x ours.
+(e) With ``--device cuda``: the accelerator targets (pretraining at batch 20 on 10,000 cells,
+    extrapolated to 300 epochs; weak labels on the device vs the CPU); see ``bench_device``.
 (d) With ``--run-stages``: ``nasrank run`` with default settings, wall seconds per stage and each
     stage's share; ``--compare-pythonpath DIR`` alternates with an older checkout (before/after).
 
@@ -153,6 +155,79 @@ def bench_weak_labels(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+# ----------------------------------------------------------------------------- on an accelerator
+def bench_device(args: argparse.Namespace) -> dict[str, Any]:
+    """The accelerator targets of issue 16, on ``--device`` (e.g. ``cuda``), in one run:
+
+    * predictor: ``--device-epochs`` pretraining epochs on 10,000 NB201 cells (seeded sample of
+      all 15,625; four labels) at batch 20, timed with the device synchronised; the 300-epoch
+      default is extrapolated from the mean epoch after a warm-up epoch (target: <= 180 s);
+    * weak labels: ``generate_weak_labels`` on ``--weak-archs`` archs at the ``nasrank run``
+      sizes with synflow, nwot and jacov, on the device and on the CPU (``--threads``), in
+      architectures per second (target: device >= 10x CPU).
+    Runs on the CPU as well (``--device cpu``), which is how the code path is tested here."""
+    import tempfile
+
+    from nasrank.predictor import RankingPredictor
+    from nasrank.spaces.base import sample_unique
+    from nasrank.spaces.benchmarks import load_nb201
+    from nasrank.spaces.nb201 import NB201Space
+    from nasrank.supernet.datasets import load_dataset
+    from nasrank.supernet.nb201_supernet import NB201SupernetConfig
+    from nasrank.supernet.weak_labels import generate_weak_labels
+
+    dev = torch.device(args.device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    bench = load_nb201(args.data)
+    keys = list(bench.table.keys)
+    pick = np.random.default_rng(0).choice(len(keys), min(10_000, len(keys)), replace=False)
+    archs = [bench.archs[keys[i]] for i in pick]
+    labels = {n: bench.table.column(n)[pick] for n in LABELS}
+    pred = RankingPredictor(bench.space, seed=0, device=dev)
+    pred.predict(archs[:64])  # graph conversion and device set-up, untimed
+    epoch_s = []
+    for _ in range(args.device_epochs + 1):  # the first epoch is the warm-up
+        sync()
+        t = time.perf_counter()
+        pred.pretrain(archs, labels, epochs=1, batch_size=20)
+        sync()
+        epoch_s.append(time.perf_counter() - t)
+    mean_epoch = float(np.mean(epoch_s[1:])) if len(epoch_s) > 1 else epoch_s[0]
+    res: dict[str, Any] = {"device": str(dev), "pretrain_archs": len(archs),
+                           "pretrain_epoch_s": epoch_s, "pretrain_300_epochs_extrapolated_s":
+                           300 * mean_epoch}
+
+    data = load_dataset("digits", seed=0, image_size=16, channels=3, valid_fraction=0.2)
+    sn = NB201SupernetConfig(channels=8, cells=1).build(
+        NB201Space(), num_classes=data.num_classes, in_channels=3, seed=0)
+    weak_archs = sample_unique(sn.space, args.weak_archs, np.random.default_rng(0))
+    proxies = ["synflow", "nwot", "jacob_cov"]
+
+    def weak(where: torch.device, which: list) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            sync()
+            t = time.perf_counter()
+            generate_weak_labels(sn, which, data, os.path.join(tmp, "w.csv"), bn_batches=8,
+                                 batch_size=128, seed=0, proxies=proxies, device=where,
+                                 progress=False)
+            sync()
+            return time.perf_counter() - t
+
+    for where in (dev, torch.device("cpu")):
+        weak(where, weak_archs[:3])  # warm-up
+    dev_s, cpu_s = weak(dev, weak_archs), weak(torch.device("cpu"), weak_archs)
+    res.update({"weak_archs": len(weak_archs), "weak_device_s": dev_s, "weak_cpu_s": cpu_s,
+                "weak_device_archs_per_s": len(weak_archs) / dev_s,
+                "weak_cpu_archs_per_s": len(weak_archs) / cpu_s,
+                "ratio_weak_device_over_cpu_archs_per_s": cpu_s / dev_s})
+    sn.to("cpu")
+    return res
+
+
 # ----------------------------------------------------------------------------- (c) proxies vs reference
 CLASSIC6 = ["grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"]
 
@@ -272,6 +347,11 @@ def main() -> None:
                     help="(d): time `nasrank run` with default settings per stage (minutes)")
     ap.add_argument("--compare-pythonpath", default=None,
                     help="with --run-stages: alternate with the nasrank package found here")
+    ap.add_argument("--device", default="cpu",
+                    help="an accelerator (cuda, cuda:1...): also run its targets (see bench_device)")
+    ap.add_argument("--device-epochs", type=int, default=3, help="timed pretraining epochs there")
+    ap.add_argument("--device-check", action="store_true",
+                    help="run the accelerator section on --device cpu too (tests its code path)")
     ap.add_argument("--zc-reference", default=None,
                     help="(c): folder holding the reference `foresight` package (zero-cost-nas)")
     ap.add_argument("--zc-cells", type=int, default=10, help="timed NB201 networks for (c)")
@@ -293,6 +373,9 @@ def main() -> None:
     if not args.skip_weak:
         res["b_weak_labels"] = bench_weak_labels(args)
         print(json.dumps({"b_weak_labels": res["b_weak_labels"]}, indent=1), flush=True)
+    if args.device != "cpu" or args.device_check:
+        res["device_targets"] = bench_device(args)
+        print(json.dumps({"device_targets": res["device_targets"]}, indent=1), flush=True)
     if args.zc_reference:
         res["c_zero_cost_vs_reference"] = bench_zero_cost_reference(args)
     else:
