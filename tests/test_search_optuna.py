@@ -175,9 +175,11 @@ KILLABLE = textwrap.dedent("""
             time.sleep(0.4)
             return super().evaluate(arch)
 
+    # a long grace: however slowly a loaded machine runs these workers, none of them takes
+    # over w2's dead trial before the late worker (grace 2 s) of the test does
     res = run_optuna_search(space=TinySpace(), oracle=Slow(), budget=int(sys.argv[2]), seed=0,
                             storage={url!r}, study_name="shared", worker=sys.argv[1],
-                            heartbeat_interval=1, grace_period=2)
+                            heartbeat_interval=1, grace_period=120)
     print("DONE", ",".join(k for k, _, _ in res.queries), flush=True)
 """)
 
@@ -186,7 +188,10 @@ KILLABLE = textwrap.dedent("""
 def test_sigkilled_workers_trials_are_retried_once_and_none_left_running(tmp_path):
     """Three workers start together on a new SQLite file (no schema race may kill one); w1 is
     SIGKILLed mid-trial and restarted (it requeues its dead trial at once), w2 is SIGKILLed and
-    never comes back (its trial is found by the heartbeat check of a later worker)."""
+    never comes back (its trial is found by the heartbeat check of a later worker). The
+    workers' grace period is long and the late worker's short, so which worker retries w2's
+    trial does not depend on how fast the machine runs them (under load a worker still running
+    2 s after the kill used to take it over, one evaluation more than the budgets)."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     script = tmp_path / "worker.py"
     script.write_text(KILLABLE.format(root=str(ROOT), tests=str(ROOT / "tests"), url=url))
