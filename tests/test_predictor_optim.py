@@ -52,15 +52,11 @@ def test_flat_adam_takes_the_steps_of_torch_adam_and_gives_storage_back():
     flat.release()  # idempotent
 
 
-def test_flat_adam_follows_an_lr_schedule_like_torch_adam():
-    # after its first step FlatAdam calls the fused kernel itself: the scheduler's lr must reach it
-    ref, net = two_nets()
-    torch_opt = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=0.01)
-    flat = FlatAdam(net.parameters(), lr=0.05, weight_decay=0.01)
-    scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
-              for o in (torch_opt, flat.optimizer)]
-    g = torch.Generator().manual_seed(2)
-    for _ in range(7):
+def step_side_by_side(ref, net, torch_opt, flat, steps: int, seed: int, after=()) -> None:
+    """``steps`` steps of torch's Adam on ``ref`` and FlatAdam on ``net`` on the same batches
+    (``after``: schedulers stepped after each step), then the weights must agree."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
         x = torch.randn(8, 4, generator=g)
         torch_opt.zero_grad(set_to_none=True)
         ref(x).square().sum().backward()
@@ -68,11 +64,21 @@ def test_flat_adam_follows_an_lr_schedule_like_torch_adam():
         flat.zero_grad()
         net(x).square().sum().backward()
         flat.step()
-        for s in scheds:
+        for s in after:
             s.step()
-    assert flat.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1 ** 3)
     for (name, p), q in zip(ref.named_parameters(), net.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_flat_adam_follows_an_lr_schedule_like_torch_adam():
+    # after its first step FlatAdam calls the fused kernel itself: the scheduler's lr must reach it
+    ref, net = two_nets()
+    torch_opt = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=0.01)
+    flat = FlatAdam(net.parameters(), lr=0.05, weight_decay=0.01)
+    scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
+              for o in (torch_opt, flat.optimizer)]
+    step_side_by_side(ref, net, torch_opt, flat, steps=7, seed=2, after=scheds)
+    assert flat.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1 ** 3)
     assert int(flat.optimizer.state[flat.flat]["step"]) == 7
 
 
@@ -163,15 +169,5 @@ def test_flat_adam_falls_back_to_torch_adam_when_the_fused_kernel_refuses_its_ar
             return getattr(torch, name)
 
     monkeypatch.setattr(optim, "torch", TorchWithOtherKernel())
-    g = torch.Generator().manual_seed(3)
-    for _ in range(4):
-        x = torch.randn(8, 4, generator=g)
-        torch_opt.zero_grad(set_to_none=True)
-        ref(x).square().sum().backward()
-        torch_opt.step()
-        flat.zero_grad()
-        net(x).square().sum().backward()
-        flat.step()
+    step_side_by_side(ref, net, torch_opt, flat, steps=4, seed=3)
     assert not flat._direct and int(flat.optimizer.state[flat.flat]["step"]) == 4
-    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
-        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
