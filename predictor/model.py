@@ -120,10 +120,23 @@ class RankingPredictor:
         self.loss_name: str | None = None
         self.y_mean, self.y_std = 0.0, 1.0
         self.net = self._build(num_tasks=0)
+        self._clear_members()
         self._init_state = copy.deepcopy(self.net.state_dict())  # seeded fresh weights
         self._start_state = self._init_state  # where fit() starts: pretrained or fresh
 
     # ------------------------------------------------------------------ internals
+    def _clear_members(self) -> None:
+        """Forget the extra members of an ensemble ``fit``: ``self.net`` is member 0; members
+        1.. are ``_extra_nets``; ``_member_scale[k]`` = (mean, std) of member k's scores on its
+        fit set, which puts the members on one scale before they are averaged."""
+        self._extra_nets: list[PredictorNet] = []
+        self._member_scale: list[tuple[float, float]] = []
+
+    @property
+    def ensemble_size(self) -> int:
+        """How many fine-tuned members ``predict`` averages (1 without an ensemble fit)."""
+        return 1 + len(self._extra_nets)
+
     def _build(self, num_tasks: int) -> PredictorNet:
         """A network initialised from ``seed`` (torch's global RNG is left as it was)."""
         with torch.random.fork_rng(devices=[]):
@@ -163,11 +176,13 @@ class RankingPredictor:
         skip = ("rank_head.", "label_") if head == "aux" else ("aux_head.",)
         return [p for name, p in self.net.named_parameters() if not name.startswith(skip)]
 
-    def _scores(self, gb: GraphBatch | DenseGraphBatch, keys: Sequence[str]) -> torch.Tensor:
-        if not self.net.hybrid_labels:
-            return self.net(*gb.inputs())
+    def _scores(self, gb: GraphBatch | DenseGraphBatch, keys: Sequence[str],
+                net: PredictorNet | None = None) -> torch.Tensor:
+        net = self.net if net is None else net
+        if not net.hybrid_labels:
+            return net(*gb.inputs())
         labels, known = self._measured_batch(keys)
-        return self.net.forward_hybrid(*gb.inputs(), labels=labels, known=known)
+        return net.forward_hybrid(*gb.inputs(), labels=labels, known=known)
 
     def _measured_batch(self, keys: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``[len(keys), T]`` z-normalised measured weak labels (zeros where unknown) and the
@@ -191,6 +206,7 @@ class RankingPredictor:
         new.net.load_state_dict(start, strict=False)  # the hybrid layers start at zero
         new._start_state = copy.deepcopy(new.net.state_dict())
         new.loss_name = None
+        new._clear_members()
         new.add_measured_labels(archs, labels)
         return new
 
@@ -338,6 +354,7 @@ class RankingPredictor:
             opt.release()
         self.pretrained = True
         self.loss_name = None
+        self._clear_members()
         self._start_state = copy.deepcopy(self.net.state_dict())
         return history
 
@@ -352,7 +369,7 @@ class RankingPredictor:
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
         weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
         margin: float | str = 0.1, probe_alpha: float = 10.0, select: str | None = None,
-        gain: str = "exp", progress: bool = False,
+        gain: str = "exp", ensemble: int = 1, progress: bool = False,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
@@ -368,8 +385,13 @@ class RankingPredictor:
         breaking ties; the start wins a tie, so fine-tuning never ends below its starting
         point's validation tau); ``None``: ``"kendall"`` for the ranking losses, ``"loss"``
         for ``mse``. ``gain``: LambdaRank's NDCG gain, ``"exp"`` (``2^rel - 1``, AceNAS) or
-        ``"linear"`` (``rel``)."""
+        ``"linear"`` (``rel``). ``ensemble``: fine-tune that many members from the same starting
+        weights, each with its own validation split, batch order and dropout (member 0 is the
+        plain fit); ``predict`` then averages the members' scores, each standardised on the fit
+        set (MSE: the plain mean, in the units of ``y``). It averages out the noise of early
+        stopping on a small validation split (BENCHMARKS.md, issue 15)."""
         loss_fn = get_loss(loss)
+        ensemble = _check_positive_int("ensemble", ensemble)
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
         patience = _check_positive_int("patience", patience)
@@ -406,9 +428,6 @@ class RankingPredictor:
 
         self.y_mean, self.y_std = float(y_arr.mean()), float(y_arr.std()) or 1.0
         target = torch.tensor(self._fit_targets(y_arr, loss), dtype=torch.float32)
-
-        gen = torch.Generator().manual_seed(self.seed * 1000 + 2)
-        perm = torch.randperm(len(keys), generator=gen)
         n_valid = int(round(vf * len(keys)))
         if vf > 0 and n_valid < 2:
             # a 1-item validation list has no pairs; below 6 archs keep them all for training
@@ -418,10 +437,60 @@ class RankingPredictor:
                 f"fit on {len(keys)} architectures with valid_fraction={valid_fraction} leaves "
                 f"{len(keys) - n_valid} for training; expected at least 2"
             )
+        run = dict(loss_fn=loss_fn, extra=extra, epochs=epochs, batch_size=batch_size, lr=lr,
+                   weight_decay=weight_decay, patience=patience, probe_alpha=probe_alpha,
+                   select=select, progress=progress, loss=loss)
+        self._clear_members()
+        states = []
+        for k in range(ensemble):
+            self._fit_member(keys, y_arr, target, n_valid, self._member_seed(k), **run)
+            states.append(copy.deepcopy(self.net.state_dict()))
+        if ensemble > 1:
+            for state in states[1:]:
+                net = copy.deepcopy(self.net)
+                net.load_state_dict(state)
+                self._extra_nets.append(net)
+            self.net.load_state_dict(states[0])
+            self._member_scale = [self._fit_scale(keys, net, loss) for net in self._members()]
+        self.loss_name = loss
+        return self
+
+    def _member_seed(self, k: int) -> int:
+        """Seed of ensemble member ``k``: member 0 uses ``self.seed`` (so ``ensemble=1`` is the
+        plain fit), the others independent streams derived from it."""
+        if k == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0] % 2**31)
+
+    def _members(self) -> list[PredictorNet]:
+        return [self.net, *self._extra_nets]
+
+    @torch.no_grad()
+    def _fit_scale(self, keys: list[str], net: PredictorNet, loss: str) -> tuple[float, float]:
+        """(mean, std) of ``net``'s scores on the fit set: each member's scores are standardised
+        with these before averaging (ranking losses leave the scale of a score arbitrary). MSE
+        members share the units of ``y`` already: (0, 1)."""
+        if loss == "mse":
+            return (0.0, 1.0)
+        net.eval()
+        unique = list(dict.fromkeys(keys))
+        s = self._scores(self._batch(unique), unique, net).double().cpu().numpy()
+        return (float(s.mean()), float(s.std()) or 1.0)
+
+    def _fit_member(
+        self, keys: list[str], y_arr: np.ndarray, target: torch.Tensor, n_valid: int, seed: int, *,
+        loss_fn: Callable[..., torch.Tensor], extra: dict[str, Any], epochs: int, batch_size: int,
+        lr: float, weight_decay: float, patience: int, probe_alpha: float, select: str,
+        progress: bool, loss: str,
+    ) -> None:
+        """One fine-tuning run into ``self.net`` from the starting weights: the split, batch
+        order and dropout come from ``seed``."""
+        gen = torch.Generator().manual_seed(seed * 1000 + 2)
+        perm = torch.randperm(len(keys), generator=gen)
         valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
 
         self.net.load_state_dict(self._start_state)
-        self.net.reseed_dropout(self.seed * 1000 + 4)
+        self.net.reseed_dropout(seed * 1000 + 4)
         if self.pretrained:
             self._linear_probe_init([keys[i] for i in train_idx.tolist()], target[train_idx].numpy(),
                                     probe_alpha)
@@ -479,8 +548,6 @@ class RankingPredictor:
             opt.release()
         if best_state is not None:
             self.net.load_state_dict(best_state)
-        self.loss_name = loss
-        return self
 
     @torch.no_grad()
     def _linear_probe_init(self, keys: list[str], target: np.ndarray, alpha: float) -> None:
@@ -515,16 +582,27 @@ class RankingPredictor:
     @torch.no_grad()
     def predict(self, archs: Sequence[Any], *, batch_size: int = 4096) -> np.ndarray:
         """Scores of ``archs`` (higher = better), one float per architecture. Each distinct
-        canonical key is scored once. After an MSE ``fit`` scores are in the units of ``y``."""
+        canonical key is scored once. After an MSE ``fit`` scores are in the units of ``y``.
+        After an ensemble ``fit`` (``ensemble > 1``) a score is the mean of the members'
+        scores, each standardised with its mean and std on the fit set, so an architecture's
+        score does not depend on what else is scored with it."""
         batch_size = _check_positive_int("batch_size", batch_size)
         keys = self._keys(archs, "predict")
         unique = list(dict.fromkeys(keys))
-        self.net.eval()
-        out = []
-        for s in range(0, len(unique), batch_size):
-            chunk = unique[s:s + batch_size]
-            out.append(self._scores(self._batch(chunk), chunk).float().cpu())
-        scores = torch.cat(out).numpy().astype(np.float64)
+        members = self._members()
+        scores = np.zeros(len(unique))
+        for k, net in enumerate(members):
+            net.eval()
+            out = []
+            for s in range(0, len(unique), batch_size):
+                chunk = unique[s:s + batch_size]
+                out.append(self._scores(self._batch(chunk), chunk, net).float().cpu())
+            member = torch.cat(out).numpy().astype(np.float64)
+            if len(members) == 1:
+                scores = member
+            else:
+                mean, std = self._member_scale[k]
+                scores += (member - mean) / std / len(members)
         if self.loss_name == "mse":
             scores = scores * self.y_std + self.y_mean
         pos = {k: i for i, k in enumerate(unique)}
@@ -566,6 +644,9 @@ class RankingPredictor:
             "y_mean": self.y_mean, "y_std": self.y_std,
             "state": cpu(self.net.state_dict()),
             "start_state": cpu(self._start_state),
+            # ensemble members 1.. of an ensemble fit (absent before ensembles: one member)
+            "members": [cpu(net.state_dict()) for net in self._extra_nets],
+            "member_scale": [list(ms) for ms in self._member_scale],
         }
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = f"{os.fspath(path)}.tmp"
@@ -616,6 +697,14 @@ class RankingPredictor:
         p.net = p._build(num_tasks=len(p.label_names))
         p.net.load_state_dict(ckpt["state"])
         p._start_state = {k: v.to(p.device) for k, v in ckpt["start_state"].items()}
+        for state in ckpt.get("members", []):
+            net = p._build(num_tasks=len(p.label_names))
+            net.load_state_dict(state)
+            p._extra_nets.append(net)
+        p._member_scale = [(float(m), float(sd)) for m, sd in ckpt.get("member_scale", [])]
+        if len(p._member_scale) != (p.ensemble_size if p._extra_nets else 0):
+            raise NasrankError(f"{os.fspath(path)!r}: {p.ensemble_size} ensemble members but "
+                               f"{len(p._member_scale)} member scales; the file is damaged")
         return p
 
 

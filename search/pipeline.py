@@ -498,7 +498,7 @@ def finetune_command(cfg: Any, console: Any, *, device: str) -> None:
     model = (RankingPredictor.load(ckpt, space=sp, device=device) if ckpt.exists()
              else RankingPredictor(sp, device=device, seed=seeds.int("predictor")))
     model.fit([archs_all[i] for i in tr], y_all[tr], epochs=cfg.epochs, progress=console.progress,
-              select=None if cfg.select == "auto" else cfg.select, **cfg.loss.fit_kwargs())
+              ensemble=cfg.ensemble, select=None if cfg.select == "auto" else cfg.select, **cfg.loss.fit_kwargs())
     model.save(outp / "predictor_finetuned.pt")
     console.say(f"fine-tuned predictor written to {outp / 'predictor_finetuned.pt'}")
     if cfg.benchmark and len(idx) > cfg.n:
@@ -576,7 +576,11 @@ def search_command(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     if getattr(method, "uses_predictor", False):
         # lr: fit's default, lower after pretraining
         factory = ranking_predictor_factory(sp, checkpoint=cfg.checkpoint, device=device,
-                                            fit_kwargs={"epochs": cfg.fit_epochs})
+                                            # ensemble only when asked: a search record
+                                            # of an earlier version still resumes
+                                            fit_kwargs={"epochs": cfg.fit_epochs, **(
+                                                {"ensemble": cfg.fit_ensemble}
+                                                if cfg.fit_ensemble > 1 else {})})
     search = method.build(space=sp, labels=_ArchTable(bench), predictor_factory=factory,
                           **shared)
     res = search(oracle=oracle, budget=cfg.budget, seed=cfg.seed, record=record)

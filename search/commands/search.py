@@ -34,6 +34,7 @@ class SearchCommand(Command):
     checkpoint: str | None = option(None, "pretrained predictor (nasrank pretrain) for the "
                                     "predictor methods")
     fit_epochs: int = option(100, "fine-tuning epochs of each predictor fit", low=1)
+    fit_ensemble: int = option(1, "fine-tuned members averaged at each predictor fit", low=1)
     out: str | None = option(None, "output folder (default: runs/search-<benchmark>-...)")
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:i")

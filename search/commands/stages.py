@@ -177,6 +177,8 @@ class FinetuneCommand(Command):
     n: int = option(100, "training architectures (benchmark mode)", low=1)
     loss: Config = component(RANKING_LOSSES, "lambdarank", "ranking loss")
     epochs: int = option(300, "fine-tuning epochs", low=1)
+    ensemble: int = option(1, "fine-tune this many members (own validation split, batch order "
+                           "and dropout each) and average their standardised scores", low=1)
     select: str = option("auto", "early stopping keeps the lowest validation loss or the highest "
                          "validation Kendall tau (auto: kendall, loss for mse)",
                          choices=("auto", "loss", "kendall"))
