@@ -17,6 +17,8 @@ Methods (one pretraining, seed 0, shared by every ``pre_``/``hyb_`` method):
   hyb_margin    hybrid head, margin ranking, early stopping on the validation Kendall tau
   pre_lrlin_k   as pre_lr_k with LambdaRank's linear NDCG gain (rel, not 2^rel - 1)
   hyb_lrlin     as hyb_lr with the linear gain
+  <method>_e5   any fine-tuned method above as an ensemble of 5 members (``fit(ensemble=5)``:
+                each its own validation split, batch order and dropout; scores averaged)
 
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --seeds 0-9
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --report
@@ -54,8 +56,11 @@ from bench_predictor_nb201 import ZC, clean_proxy, parse_seeds, rf_features
 from nasrank.predictor import RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
 from nasrank.spaces.benchmarks import canonical_subset, load_nb201
 
+_FINETUNED = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin",
+              "pre_lrlin_k", "hyb_lrlin"]
 METHODS = ["rf", "pre_start", "pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k",
-           "hyb_start", "hyb_lr", "hyb_margin", "pre_lrlin_k", "hyb_lrlin"]
+           "hyb_start", "hyb_lr", "hyb_margin", "pre_lrlin_k", "hyb_lrlin",
+           *[f"{m}_e5" for m in _FINETUNED]]
 
 
 def cheap_labels(table) -> dict[str, np.ndarray]:
@@ -88,6 +93,9 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     ``pre_margin`` (``"loss"``: issue 3's; ``None``: the package default)."""
     p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
     p.seed = seed  # split / batch order of the fine-tuning run
+    ensemble = 1
+    if method.endswith("_e5"):
+        method, ensemble = method[:-3], 5
     kind = method.split("_", 1)[1]
     if kind == "start":
         return p.fit(archs, y, loss="lambdarank", epochs=1, lr=0.0)
@@ -95,7 +103,7 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     gain = "linear" if kind.startswith("lrlin") else "exp"  # LambdaRank's NDCG gain
     select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else plain_select
     return p.fit(archs, y, loss=loss, epochs=args.ft_epochs, patience=args.patience,
-                 select=select, gain=gain)
+                 select=select, gain=gain, ensemble=ensemble)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -144,8 +152,7 @@ def run(args: argparse.Namespace) -> None:
                     print(json.dumps(rec), flush=True)
 
 
-CVPR_METHODS = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin",
-                "pre_lrlin_k", "hyb_lrlin"]
+CVPR_METHODS = _FINETUNED + [f"{m}_e5" for m in _FINETUNED]
 
 
 def run_cvpr(args: argparse.Namespace) -> None:
@@ -332,7 +339,7 @@ def main() -> None:
     ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
     ap.add_argument("--cvpr-out", default="cvpr2021_cheap.jsonl",
                     help="results file in --work (a seed already in it is skipped)")
-    ap.add_argument("--cvpr-methods", nargs="+", default=CVPR_METHODS, choices=CVPR_METHODS)
+    ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)
     ap.add_argument("--e2e", action="store_true", help="our own weak labels, Fashion-MNIST truth")
     ap.add_argument("--e2e-truth", default="data/nb201_fmnist_gt.csv")
     ap.add_argument("--e2e-weak", help="weak-label table (ws_acc...) of the truth's cells")
