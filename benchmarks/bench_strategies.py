@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
                 keys = list(truth.archs)
                 scores = [tch.score(space.parse(k)) for k in keys]
                 labels = LabelTable(keys, {"teacher": scores}, space=truth.space)
+                where.mkdir(parents=True, exist_ok=True)
+                labels.to_csv(where / "labels.csv")  # for the paired comparison below
                 res = supernet_eval(truth, labels, "teacher", n_boot=args.n_boot, seed=seed,
                                     plot=False)
                 entries.append({"seed": seed, "path_images": 0,
@@ -220,8 +222,43 @@ def main(argv: list[str] | None = None) -> dict:
         report["runs"][name] = {"seeds": entries, "tau_mean": float(taus.mean()),
                                 "tau_std": float(taus.std(ddof=1)) if len(taus) > 1 else 0.0}
         (out / "summary.json").write_text(json.dumps(report, indent=1))
+    report["rdnas_minus_teacher"] = paired_vs_teacher(truth, out, args)
+    (out / "summary.json").write_text(json.dumps(report, indent=1))
     print(markdown(report))
     return report
+
+
+def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """For every seed with both an ``rdnas`` and a ``proxy:<teacher>`` label table under
+    ``out``: Kendall tau of RD-NAS's ``ws_acc`` minus tau of the teacher's score on the same
+    archs, with a paired bootstrap 95 % interval (the same resampled archs for both). It says
+    whether the supernet ranks above the proxy that taught it."""
+    from scipy.stats import kendalltau
+
+    from nasrank.search.evaluate import align
+
+    res: dict[str, Any] = {}
+    for p in args.teacher_proxies:
+        for seed in args.seeds:
+            rd, tp = out / f"rdnas_s{seed}" / "labels.csv", out / f"proxy_{p}_s{seed}" / "labels.csv"
+            if not (rd.exists() and tp.exists()):
+                continue
+            a = align(truth, LabelTable.read_csv(rd), "ws_acc")
+            b = align(truth, LabelTable.read_csv(tp), "teacher")
+            if a.keys != b.keys:
+                raise SystemExit(f"{rd} and {tp} label different archs")
+            diff = lambda i: (kendalltau(a.truth[i], a.score[i])[0]  # noqa: E731
+                              - kendalltau(b.truth[i], b.score[i])[0])
+            rng = np.random.default_rng(seed)
+            n = len(a.keys)
+            boot = [diff(rng.integers(0, n, n)) for _ in range(args.n_boot)]
+            res[f"{p}_s{seed}"] = {"diff": float(diff(np.arange(n))),
+                                   "low": float(np.quantile(boot, 0.025)),
+                                   "high": float(np.quantile(boot, 0.975))}
+            print(f"rdnas - proxy:{p} seed {seed}: {res[f'{p}_s{seed}']['diff']:+.4f} "
+                  f"[{res[f'{p}_s{seed}']['low']:+.4f}, {res[f'{p}_s{seed}']['high']:+.4f}]",
+                  flush=True)
+    return res
 
 
 def _metrics(res: Any) -> dict[str, float]:
