@@ -472,10 +472,16 @@ class RankingPredictor:
         members share the units of ``y`` already: (0, 1)."""
         if loss == "mse":
             return (0.0, 1.0)
-        net.eval()
-        unique = list(dict.fromkeys(keys))
-        s = self._scores(self._batch(unique), unique, net).double().cpu().numpy()
+        s = self._net_scores(net, list(dict.fromkeys(keys)), 4096)
         return (float(s.mean()), float(s.std()) or 1.0)
+
+    @torch.no_grad()
+    def _net_scores(self, net: PredictorNet, unique: list[str], batch_size: int) -> np.ndarray:
+        """``net``'s raw scores of distinct keys, in eval mode, ``batch_size`` graphs at a time."""
+        net.eval()
+        out = [self._scores(self._batch(unique[s:s + batch_size]), unique[s:s + batch_size], net)
+               .float().cpu() for s in range(0, len(unique), batch_size)]
+        return torch.cat(out).numpy().astype(np.float64)
 
     def _fit_member(
         self, keys: list[str], y_arr: np.ndarray, target: torch.Tensor, n_valid: int, seed: int, *,
@@ -592,12 +598,7 @@ class RankingPredictor:
         members = self._members()
         scores = np.zeros(len(unique))
         for k, net in enumerate(members):
-            net.eval()
-            out = []
-            for s in range(0, len(unique), batch_size):
-                chunk = unique[s:s + batch_size]
-                out.append(self._scores(self._batch(chunk), chunk, net).float().cpu())
-            member = torch.cat(out).numpy().astype(np.float64)
+            member = self._net_scores(net, unique, batch_size)
             if len(members) == 1:
                 scores = member
             else:
