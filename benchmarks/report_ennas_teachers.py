@@ -1,0 +1,68 @@
+"""Diversity vs uniform sampling in EnNAS over several ``bench_ennas.py`` runs (issue 14).
+
+Each argument is the ``--out`` folder of one seed's ``bench_ennas.py`` run with both
+``ennas_diversity`` and ``ennas_uniform``. Prints, per seed, the last epoch's ensemble-teacher
+and mean-student accuracy (training batches) and the weak labels' Kendall tau, then the paired
+difference diversity - uniform: mean, sd, paired t, how many seeds are higher, and a two-sided
+sign-flip permutation p-value (exact over the 2^n sign patterns).
+
+    python benchmarks/report_ennas_teachers.py /work/bench_runs/ennas_nb201_s0 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def last_epoch(run: dict) -> tuple[float, float]:
+    end = run["curve"][-1]
+    return end["teacher_acc"], end["student_acc"]
+
+
+def paired(diff: np.ndarray) -> str:
+    n = len(diff)
+    sd = diff.std(ddof=1) if n > 1 else float("nan")
+    t = diff.mean() / (sd / np.sqrt(n)) if n > 1 and sd > 0 else float("nan")
+    # exact sign-flip test: how often a random sign pattern gives a mean at least this extreme
+    means = [abs(np.mean(diff * np.array(s))) for s in itertools.product((1, -1), repeat=n)]
+    p = np.mean([m >= abs(diff.mean()) - 1e-15 for m in means])
+    return (f"mean {diff.mean():+.4f}, sd {sd:.4f}, paired t {t:.2f}, higher in "
+            f"{int((diff > 0).sum())}/{n}, sign-flip p = {p:.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="bench_ennas.py --out folders, one per seed")
+    args = ap.parse_args(argv)
+    rows = []
+    for folder in args.runs:
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+        runs = summary["runs"]
+        missing = [r for r in ("ennas_diversity", "ennas_uniform") if r not in runs]
+        if missing:
+            raise SystemExit(f"{folder}: no {missing} run in summary.json")
+        (td, sd), (tu, su) = last_epoch(runs["ennas_diversity"]), last_epoch(runs["ennas_uniform"])
+        rows.append((summary["args"]["seed"], td, tu, sd, su,
+                     runs["ennas_diversity"].get("kendall_tau", float("nan")),
+                     runs["ennas_uniform"].get("kendall_tau", float("nan"))))
+    rows.sort()
+    print("| seed | teacher, diversity | teacher, uniform | students, diversity | students, uniform "
+          "| tau, diversity | tau, uniform |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join([str(r[0])] + [f"{v:.3f}" for v in r[1:]]) + " |")
+    a = np.array([r[1:] for r in rows])
+    print("| mean | " + " | ".join(f"{v:.3f}" for v in a.mean(0)) + " |")
+    print()
+    print("teacher accuracy, diversity - uniform:", paired(a[:, 0] - a[:, 1]))
+    print("student accuracy, diversity - uniform:", paired(a[:, 2] - a[:, 3]))
+    print("Kendall tau,      diversity - uniform:", paired(a[:, 4] - a[:, 5]))
+
+
+if __name__ == "__main__":
+    main()
