@@ -8,6 +8,7 @@ set, and the mean compared with the ensemble's ``predict``.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,37 @@ def test_cli_finetune_ensemble_writes_an_ensemble_checkpoint(space, tmp_path, ca
     capsys.readouterr()
     assert main(common + ["--ensemble", "0"]) != 0
     assert "ensemble" in capsys.readouterr().err
+
+
+def test_surrogate_factory_fits_ensembles(space, cells, pretrained, tmp_path):
+    from nasrank.search import ranking_predictor_factory
+
+    pretrained.save(tmp_path / "pre.pt")
+    factory = ranking_predictor_factory(space, checkpoint=tmp_path / "pre.pt",
+                                        fit_kwargs={"epochs": 2, "ensemble": 2})
+    surrogate = factory(0)
+    surrogate.fit(cells[:20], _target(cells)[:20])
+    assert surrogate.model.ensemble_size == 2
+    assert factory.config["fit_kwargs"]["ensemble"] == "2"
+
+
+NB201 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201.csv"
+
+
+def test_cli_search_fit_ensemble_reaches_the_surrogate(space, tmp_path, capsys):
+    """`--fit-ensemble 2` is recorded in the search's surrogate config (so a resume with another
+    size is refused); the default 1 leaves the config as older versions wrote it."""
+    from nasrank.search.cli import main
+
+    if not NB201.exists():
+        pytest.skip("shared NB201 data not available")
+    common = ["search", "--benchmark", "nb201", "--data", str(NB201), "--method", "iterative",
+              "--method.rounds", "2", "--method.pool-size", "30", "--budget", "4",
+              "--fit-epochs", "1", "--device", "cpu", "--quiet"]
+    assert main(common + ["--fit-ensemble", "2", "--out", str(tmp_path / "e")]) == 0
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert '"ensemble": "2"' in (tmp_path / "e" / "record.jsonl").read_text()
+    assert '"ensemble"' not in (tmp_path / "one" / "record.jsonl").read_text()
+    capsys.readouterr()
+    assert main(common + ["--fit-ensemble", "3", "--out", str(tmp_path / "e")]) != 0
+    assert "another run configuration" in capsys.readouterr().err
