@@ -252,12 +252,11 @@ def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[s
             rng = np.random.default_rng(seed)
             n = len(a.keys)
             boot = [diff(rng.integers(0, n, n)) for _ in range(args.n_boot)]
-            res[f"{p}_s{seed}"] = {"diff": float(diff(np.arange(n))),
-                                   "low": float(np.quantile(boot, 0.025)),
-                                   "high": float(np.quantile(boot, 0.975))}
-            print(f"rdnas - proxy:{p} seed {seed}: {res[f'{p}_s{seed}']['diff']:+.4f} "
-                  f"[{res[f'{p}_s{seed}']['low']:+.4f}, {res[f'{p}_s{seed}']['high']:+.4f}]",
-                  flush=True)
+            r = res[f"{p}_s{seed}"] = {"diff": float(diff(np.arange(n))),
+                                       "low": float(np.quantile(boot, 0.025)),
+                                       "high": float(np.quantile(boot, 0.975))}
+            print(f"rdnas - proxy:{p} seed {seed}: {r['diff']:+.4f} "
+                  f"[{r['low']:+.4f}, {r['high']:+.4f}]", flush=True)
     return res
 
 

@@ -441,16 +441,15 @@ class RankingPredictor:
                    weight_decay=weight_decay, patience=patience, probe_alpha=probe_alpha,
                    select=select, progress=progress, loss=loss)
         self._clear_members()
-        states = []
+        first = None
         for k in range(ensemble):
             self._fit_member(keys, y_arr, target, n_valid, self._member_seed(k), **run)
-            states.append(copy.deepcopy(self.net.state_dict()))
-        if ensemble > 1:
-            for state in states[1:]:
-                net = copy.deepcopy(self.net)
-                net.load_state_dict(state)
-                self._extra_nets.append(net)
-            self.net.load_state_dict(states[0])
+            if k == 0 and ensemble > 1:
+                first = copy.deepcopy(self.net.state_dict())
+            elif k > 0:
+                self._extra_nets.append(copy.deepcopy(self.net))
+        if first is not None:
+            self.net.load_state_dict(first)
             self._member_scale = [self._fit_scale(keys, net, loss) for net in self._members()]
         self.loss_name = loss
         return self

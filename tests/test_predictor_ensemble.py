@@ -16,6 +16,7 @@ import torch
 
 from nasrank.errors import NasrankError
 from nasrank.predictor import RankingPredictor
+from nasrank.spaces.base import sample_unique
 from nasrank.spaces.nb201 import NB201Space
 
 SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
@@ -28,14 +29,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def cells(space):
-    rng = np.random.default_rng(3)
-    seen, out = set(), []
-    while len(out) < 60:
-        a = space.sample(rng)
-        if space.key(a) not in seen:
-            seen.add(space.key(a))
-            out.append(a)
-    return out
+    return sample_unique(space, 60, np.random.default_rng(3))
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +131,7 @@ def test_bad_ensemble_size_is_named(pretrained, cells, bad):
 
 def test_cli_finetune_ensemble_writes_an_ensemble_checkpoint(space, tmp_path, capsys):
     from nasrank.search.cli import main
-    from nasrank.spaces import LabelTable, sample_unique
+    from nasrank.spaces import LabelTable
 
     archs = sample_unique(space, 30, np.random.default_rng(4))
     keys = [space.key(a) for a in archs]
