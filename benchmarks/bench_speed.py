@@ -4,7 +4,9 @@
     accuracies as weak labels) at batch 20 and 512, the old path (sparse message passing,
     per-tensor Adam: what ``RankingPredictor`` did before the dense path) against the new one
     (dense batched path, fused Adam). Targets: new batch-20 epoch >= 3x faster than the old
-    one, and <= 2x the new batch-512 epoch.
+    one, and <= 2x the new batch-512 epoch. Also the new path with ``pretrain(compile=True)``
+    (``torch.compile`` of the forward pass and loss; compiled once for both batch sizes before
+    the timed runs, the compile time reported; ``--no-compile`` skips these configs).
 (b) Weak labels: ``generate_weak_labels`` throughput (architectures/s) at the ``nasrank run``
     default sizes (NB201 supernet C=8 N=1, 16x16 digits as 3 channels, 20% validation split,
     batch 128, 8 BN batches) against its floor: the forward passes it must do anyway (the BN
@@ -87,22 +89,35 @@ def bench_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     preds = {d: RankingPredictor(bench.space, seed=0, dense=d) for d in (False, True)}
     for p in preds.values():
         p.predict(archs)  # graph conversion outside the timed part
-    configs = [("old_b20", False, 20), ("new_b20", True, 20),
-               ("old_b512", False, 512), ("new_b512", True, 512)]
+    configs = [("old_b20", False, 20, False), ("new_b20", True, 20, False),
+               ("old_b512", False, 512, False), ("new_b512", True, 512, False)]
+    if not args.no_compile:
+        configs += [("compiled_b20", True, 20, True), ("compiled_b512", True, 512, True)]
+        t0 = time.perf_counter()
+        for bs in (20, 512):  # compile each batch shape (full and tail) outside the timed runs
+            preds[True].pretrain(archs, labels, epochs=1, batch_size=bs, compile=True)
+        compile_s = time.perf_counter() - t0
     runs: dict[str, list[dict[str, float]]] = {c[0]: [] for c in configs}
     try:
         for _ in range(args.repeats):  # interleaved, so that a load change hits every config
-            for name, dense, bs in configs:
+            for name, dense, bs, comp in configs:
                 model._adam = fused_adam if dense else plain_adam
-                runs[name].append(timed(lambda d=dense, b=bs: preds[d].pretrain(
-                    archs, labels, epochs=1, batch_size=b)))
+                runs[name].append(timed(lambda d=dense, b=bs, c=comp: preds[d].pretrain(
+                    archs, labels, epochs=1, batch_size=b, compile=c)))
     finally:
         model._adam = fused_adam
     res: dict[str, Any] = {"archs": len(archs), **{n: best(r) for n, r in runs.items()}}
-    for unit in ("wall_s", "cpu_s"):
-        res[f"ratio_old_b20_over_new_b20_{unit}"] = res["old_b20"][unit] / res["new_b20"][unit]
-        res[f"ratio_new_b20_over_new_b512_{unit}"] = res["new_b20"][unit] / res["new_b512"][unit]
-        res[f"ratio_new_b20_over_old_b512_{unit}"] = res["new_b20"][unit] / res["old_b512"][unit]
+    pairs = [("old_b20", "new_b20"), ("new_b20", "new_b512"), ("new_b20", "old_b512")]
+    if not args.no_compile:
+        res["compile_s_two_epochs"] = compile_s
+        pairs += [("old_b20", "compiled_b20"), ("compiled_b20", "compiled_b512"),
+                  ("compiled_b20", "new_b512"), ("new_b20", "compiled_b20")]
+    for a, b in pairs:
+        for unit in ("wall_s", "cpu_s"):
+            res[f"ratio_{a}_over_{b}_{unit}"] = res[a][unit] / res[b][unit]
+        # the same ratio within each interleaved repeat, then the median: less luck than best/best
+        paired = [ra["wall_s"] / rb["wall_s"] for ra, rb in zip(runs[a], runs[b])]
+        res[f"ratio_{a}_over_{b}_paired_median_wall"] = float(np.median(paired))
     return res
 
 
@@ -343,6 +358,8 @@ def main() -> None:
     ap.add_argument("--weak-archs", type=int, default=300, help="architectures for (b) (`nasrank run`: 300)")
     ap.add_argument("--skip-pretrain", action="store_true")
     ap.add_argument("--skip-weak", action="store_true")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="(a) without the torch.compile configs (they compile for ~1 min first)")
     ap.add_argument("--run-stages", action="store_true",
                     help="(d): time `nasrank run` with default settings per stage (minutes)")
     ap.add_argument("--compare-pythonpath", default=None,

@@ -23,7 +23,7 @@ from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
 from nasrank.spaces.labels import LabelTable
 
 from .encoder import PredictorNet
-from .dense import DenseGraphBatch
+from .dense import DENSE_MAX_NODES, DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
 from .losses import LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss
@@ -53,6 +53,21 @@ def _check_nonneg_float(name: str, value: Any) -> float:
     if not math.isfinite(v) or v < 0:
         raise NasrankError(f"{name} must be a finite number >= 0, got {value!r}")
     return v
+
+
+#: ``torch.compile`` modes ``pretrain(compile=...)`` accepts (``True`` is ``"default"``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _check_compile(value: Any) -> str | None:
+    """``pretrain``'s ``compile`` argument -> a ``torch.compile`` mode, or None for eager."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "default"
+    if isinstance(value, str) and value in COMPILE_MODES:
+        return value
+    raise NasrankError(f"compile must be True, False or one of {COMPILE_MODES}, got {value!r}")
 
 
 def _adam(params: Any, **kw: Any) -> FlatAdam:
@@ -283,7 +298,7 @@ class RankingPredictor:
         self, archs: Sequence[Any], labels: LabelTable | Mapping[str, Any], *,
         columns: Sequence[str] | None = None, weights: Sequence[float] | Mapping[str, float] | None = None,
         epochs: int = 300, batch_size: int = 20, lr: float = 1e-3, weight_decay: float = 1e-5,
-        progress: bool = False,
+        compile: bool | str = False, progress: bool = False,
     ) -> dict:
         """Multi-task MSE pretraining on z-normalised weak labels (Adam, cosine schedule).
 
@@ -291,7 +306,19 @@ class RankingPredictor:
         ``columns`` picks the columns, default all) or a mapping name -> array aligned with
         ``archs``. ``weights``: one per column (default 1). Returns ``{"loss": [per epoch]}``.
         Pretraining again starts from the seeded initial encoder.
+
+        ``compile``: run the forward pass and the loss through ``torch.compile`` (``True``:
+        its default mode; a string: that mode, e.g. ``"reduce-overhead"`` for CUDA graphs on
+        a GPU). Dense path only (fixed shapes: one compilation per batch size, so two per
+        run). It pays off on long runs: on the 2-core CPU a batch-20 NB201 epoch took ~0.8x
+        the eager time after ~30 s of compilation (BENCHMARKS.md, issue 16). Results match
+        the eager run to float rounding, not bit for bit.
         """
+        compile_mode = _check_compile(compile)
+        if compile_mode is not None and not self._graphs.dense:
+            raise NasrankError(
+                f"compile={compile!r} needs the dense path (graphs of at most {DENSE_MAX_NODES} "
+                "nodes, dense=True); this predictor uses sparse message passing")
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
         lr, weight_decay = _check_nonneg_float("lr", lr), _check_nonneg_float("weight_decay", weight_decay)
@@ -333,6 +360,15 @@ class RankingPredictor:
         history: dict[str, list[float]] = {"loss": []}
         batch_of = self._batcher(keys)
         z = z.to(self.device)
+        net = self.net
+
+        def batch_loss(x, adj, mask, num_graphs, hparams, target):
+            out = net.forward_aux(x, adj, mask, num_graphs, hparams)
+            return ((out - target) ** 2).mean(dim=0) @ w_t
+
+        if compile_mode is not None:
+            batch_loss = torch.compile(batch_loss, dynamic=False,
+                                       mode=None if compile_mode == "default" else compile_mode)
         self.net.train()
         try:
             for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
@@ -341,9 +377,7 @@ class RankingPredictor:
                 total = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
                 for s in range(0, len(keys), batch_size):
                     idx, idx_dev = perm[s:s + batch_size], perm_dev[s:s + batch_size]
-                    out = self.net.forward_aux(*batch_of(idx, idx_dev).inputs())
-                    target = z[idx_dev]
-                    loss = ((out - target) ** 2).mean(dim=0) @ w_t
+                    loss = batch_loss(*batch_of(idx, idx_dev).inputs(), z[idx_dev])
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

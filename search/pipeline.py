@@ -450,7 +450,7 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
         if cfg.hybrid:  # only when set: folders pretrained before the option still resume
             settings["hybrid"] = True
         check_or_record(outp, settings)
-    plan = _PretrainPlan(cfg.epochs, cfg.hybrid)
+    plan = _PretrainPlan(cfg.epochs, cfg.hybrid, False if cfg.compile == "off" else cfg.compile)
     res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
     console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
 
@@ -459,6 +459,7 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
 class _PretrainPlan:
     pretrain_epochs: int
     hybrid: bool = False
+    pretrain_compile: bool | str = False
 
 
 def finetune_command(cfg: Any, console: Any, *, device: str) -> None:

@@ -151,6 +151,10 @@ class PretrainCommand(Command):
     epochs: int = option(300, "pretraining epochs", low=1)
     hybrid: bool = option(False, "the ranking head also reads each arch's measured weak labels "
                                  "(predicted ones for archs outside the table)")
+    compile: str = option("off", "torch.compile the training step (dense graphs only; pays off "
+                          "on long runs; reduce-overhead = CUDA graphs on a GPU)",
+                          choices=("off", "default", "reduce-overhead", "max-autotune",
+                                   "max-autotune-no-cudagraphs"))
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
 
