@@ -176,7 +176,9 @@ def bench_device(args: argparse.Namespace) -> dict[str, Any]:
 
     * predictor: ``--device-epochs`` pretraining epochs on 10,000 NB201 cells (seeded sample of
       all 15,625; four labels) at batch 20, timed with the device synchronised; the 300-epoch
-      default is extrapolated from the mean epoch after a warm-up epoch (target: <= 180 s);
+      default is extrapolated from the mean epoch after a warm-up epoch (target: <= 180 s),
+      eager and with ``pretrain(compile=...)`` (``default``; on CUDA also ``reduce-overhead``,
+      i.e. CUDA graphs);
     * weak labels: ``generate_weak_labels`` on ``--weak-archs`` archs at the ``nasrank run``
       sizes with synflow, nwot and jacov, on the device and on the CPU (``--threads``), in
       architectures per second (target: device >= 10x CPU).
@@ -204,17 +206,21 @@ def bench_device(args: argparse.Namespace) -> dict[str, Any]:
     labels = {n: bench.table.column(n)[pick] for n in LABELS}
     pred = RankingPredictor(bench.space, seed=0, device=dev)
     pred.predict(archs[:64])  # graph conversion and device set-up, untimed
-    epoch_s = []
-    for _ in range(args.device_epochs + 1):  # the first epoch is the warm-up
-        sync()
-        t = time.perf_counter()
-        pred.pretrain(archs, labels, epochs=1, batch_size=20)
-        sync()
-        epoch_s.append(time.perf_counter() - t)
-    mean_epoch = float(np.mean(epoch_s[1:])) if len(epoch_s) > 1 else epoch_s[0]
-    res: dict[str, Any] = {"device": str(dev), "pretrain_archs": len(archs),
-                           "pretrain_epoch_s": epoch_s, "pretrain_300_epochs_extrapolated_s":
-                           300 * mean_epoch}
+    res: dict[str, Any] = {"device": str(dev), "pretrain_archs": len(archs)}
+    modes = ["off"] + (["default", "reduce-overhead"] if dev.type == "cuda" else ["default"])
+    for mode in ([] if args.no_compile else modes[1:]) + ["off"]:
+        epoch_s = []
+        for _ in range(args.device_epochs + 1):  # the first epoch is the warm-up (and compiles)
+            sync()
+            t = time.perf_counter()
+            pred.pretrain(archs, labels, epochs=1, batch_size=20,
+                          compile=False if mode == "off" else mode)
+            sync()
+            epoch_s.append(time.perf_counter() - t)
+        mean_epoch = float(np.mean(epoch_s[1:])) if len(epoch_s) > 1 else epoch_s[0]
+        tag = "" if mode == "off" else f"_compile_{mode}"
+        res[f"pretrain_epoch_s{tag}"] = epoch_s
+        res[f"pretrain_300_epochs_extrapolated_s{tag}"] = 300 * mean_epoch
 
     data = load_dataset("digits", seed=0, image_size=16, channels=3, valid_fraction=0.2)
     sn = NB201SupernetConfig(channels=8, cells=1).build(
