@@ -103,7 +103,7 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     gain = "linear" if kind.startswith("lrlin") else "exp"  # LambdaRank's NDCG gain
     select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else plain_select
     return p.fit(archs, y, loss=loss, epochs=args.ft_epochs, patience=args.patience,
-                 select=select, gain=gain, ensemble=ensemble)
+                 select=select, gain=gain, ensemble=ensemble, lr=args.ft_lr)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -328,6 +328,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--ft-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=50)
+    ap.add_argument("--ft-lr", type=float, default=None,
+                    help="fine-tuning learning rate (default: fit's, 3e-5 after pretraining)")
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--pre-batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)

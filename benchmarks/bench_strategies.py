@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--pool-size", type=int, default=500)
     p.add_argument("--rdnas-weight", type=float, default=1.0)
     p.add_argument("--rdnas-margin", type=float, default=0.01)
+    p.add_argument("--rdnas-decay", type=float, default=0.0,
+                   help="RD-NAS lambda falls linearly to 0 over this fraction of the epochs "
+                   "(0: constant, the paper's)")
     p.add_argument("--bn-batches", type=int, default=8)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--device", default="cpu")
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
             if t_opts.get("warmup_epochs") == "quarter":
                 t_opts["warmup_epochs"] = max(1, epochs // 4)
                 epochs = max(epochs, t_opts["warmup_epochs"] + 1)
+                strategy = STEP_STRATEGIES.make(run["strategy"], t_opts).build(net)
+            if run["strategy"] == "rdnas" and args.rdnas_decay > 0:
+                t_opts["decay_epochs"] = max(1, round(args.rdnas_decay * epochs))
                 strategy = STEP_STRATEGIES.make(run["strategy"], t_opts).build(net)
             stats = train_supernet(net, data, sampler, strategy=strategy, epochs=epochs,
                                    batch_size=args.batch_size, lr=args.lr, seed=seed,

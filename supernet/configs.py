@@ -301,9 +301,12 @@ class RankingDistillConfig(_TeacherOptions):
 
     margin: float = option(0.01, "margin per group of distance between a pair's groups", low=0.0)
     weight: float = option(1.0, "lambda: weight of the ranking loss", low=0.0)
+    decay_epochs: int = option(0, "lambda falls linearly to 0 over this many epochs "
+                                  "(0: constant)", low=0)
 
     def build(self, supernet: Supernet) -> RankingDistillStrategy:
         from .rdnas import RankingDistillStrategy
 
         return RankingDistillStrategy(supernet, self.teacher(supernet), groups=self.groups,
-                                      margin=self.margin, weight=self.weight)
+                                      margin=self.margin, weight=self.weight,
+                                      decay_epochs=self.decay_epochs)

@@ -18,7 +18,8 @@ Zero-cost proxies are a cheap teacher of the *ranking* of architectures. Three p
   and a margin ranking loss ``max(0, margin_ab - sign(t_a - t_b) * (s_a - s_b))`` makes the pair
   ordered as the teacher orders it, with ``margin_ab = margin * |group(a) - group(b)|`` growing
   with the pair's group distance. The loss of the pair is ``CE_a + CE_b + weight * ranking``;
-  both paths get the ranking gradient (the pair's two forwards share one backward).
+  both paths get the ranking gradient (the pair's two forwards share one backward). Optionally
+  (``decay_epochs``, ours, not the paper's) the weight falls linearly to 0 over the first epochs.
 
 The paper's released code (PicoNAS) is the source for the method's details; the numbers of this
 implementation's defaults are ours (see BENCHMARKS.md for what was measured).
@@ -349,15 +350,31 @@ class RankingDistillStrategy(StepStrategy):
     number of paths per batch (``same_batch=True`` and a pair sampler)."""
 
     def __init__(self, supernet: Supernet, teacher: ZeroCostTeacher, *, groups: int = 5,
-                 margin: float = 0.01, weight: float = 1.0) -> None:
+                 margin: float = 0.01, weight: float = 1.0, decay_epochs: int = 0) -> None:
         super().__init__()
         if isinstance(groups, bool) or int(groups) != groups or groups < 2:
             raise NasrankError(f"groups must be an int >= 2, got {groups!r}")
         if not margin >= 0 or not weight >= 0:
             raise NasrankError(f"margin and weight must be >= 0, got {margin!r}, {weight!r}")
+        if isinstance(decay_epochs, bool) or int(decay_epochs) != decay_epochs or decay_epochs < 0:
+            raise NasrankError(f"decay_epochs must be an int >= 0, got {decay_epochs!r}")
         self.teacher, self.groups = teacher, int(groups)
         self.margin, self.weight = float(margin), float(weight)
+        self.decay_epochs = int(decay_epochs)
+        self._epoch = 0
         self._first: tuple[Arch, torch.Tensor] | None = None
+
+    def begin_epoch(self, model: nn.Module, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    def current_weight(self) -> float:
+        """lambda of this epoch: ``weight``, or with ``decay_epochs = D > 0`` falling linearly
+        to 0 over the first D epochs (``weight * max(0, 1 - epoch / D)``): the teacher orders
+        the paths early, cross-entropy alone trains them afterwards. It depends on the epoch
+        only, so a resumed run continues the same schedule."""
+        if self.decay_epochs <= 0:
+            return self.weight
+        return self.weight * max(0.0, 1.0 - self._epoch / self.decay_epochs)
 
     def paths(self, archs: list[Arch]) -> list[Arch]:
         if len(archs) % 2:
@@ -375,15 +392,21 @@ class RankingDistillStrategy(StepStrategy):
         assert self._first is not None
         a, ce_a = self._first
         self._first = None
+        weight = self.current_weight()
+        if weight == 0.0:
+            return ce_a + ce
         t = self.teacher
         margin = self.margin * abs(t.group(a, self.groups) - t.group(arch, self.groups))
         rank = pair_ranking_loss((-ce_a).view(1), (-ce).view(1), [t.score(a)],
                                  [t.score(arch)], [margin])
-        return ce_a + ce + self.weight * rank
+        return ce_a + ce + weight * rank
 
     def config(self) -> dict[str, Any]:
-        return {"name": type(self).__name__, "groups": self.groups, "margin": self.margin,
-                "weight": self.weight, "teacher": list(map(_jsonable, self.teacher.settings()))}
+        cfg = {"name": type(self).__name__, "groups": self.groups, "margin": self.margin,
+               "weight": self.weight, "teacher": list(map(_jsonable, self.teacher.settings()))}
+        if self.decay_epochs:  # only when set: runs recorded before the option still resume
+            cfg["decay_epochs"] = self.decay_epochs
+        return cfg
 
     def state_dict(self) -> dict[str, Any]:
         return self.teacher.state_dict()

@@ -149,6 +149,38 @@ def test_strategy_loss_is_ce_plus_weighted_margin_ranking(table):
         strategy.paths([a])
 
 
+def test_decaying_lambda_by_hand(table):
+    """decay_epochs = 4: lambda 3 * (1, 3/4, 1/2, 1/4, 0, 0) in epochs 0..5; at 0 the loss is
+    the two cross-entropies alone."""
+    path, archs = table
+    net = _net()
+    teacher = ZeroCostTeacher(net, proxies=("a",), table=str(path))
+    strategy = RankingDistillStrategy(net, teacher, groups=5, margin=0.05, weight=3.0,
+                                      decay_epochs=4)
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    x, y = data.train.tensors
+    a, b = archs[0], archs[9]
+    net.train()
+    with torch.no_grad():
+        ce_a = float(nn.functional.cross_entropy(net(x, a), y))
+        ce_b = float(nn.functional.cross_entropy(net(x, b), y))
+    hinge = max(0.0, 0.2 + (-ce_a + ce_b))
+    assert hinge > 0.1  # lambda shows in the loss
+    for epoch, lam in enumerate([3.0, 2.25, 1.5, 0.75, 0.0, 0.0]):
+        strategy.begin_epoch(net, epoch)
+        assert strategy.current_weight() == pytest.approx(lam)
+        strategy.loss(net, x, y, a, 0)
+        got = float(strategy.loss(net, x, y, b, 1).detach())
+        assert got == pytest.approx(ce_a + ce_b + lam * hinge, rel=1e-5), epoch
+    assert strategy.config()["decay_epochs"] == 4
+    constant = RankingDistillStrategy(net, teacher, weight=3.0)
+    constant.begin_epoch(net, 50)
+    assert constant.current_weight() == 3.0 and "decay_epochs" not in constant.config()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(NasrankError, match="decay_epochs"):
+            RankingDistillStrategy(net, teacher, decay_epochs=bad)
+
+
 def test_table_errors(table, tmp_path):
     path, _ = table
     net = _net()
