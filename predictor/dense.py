@@ -172,7 +172,12 @@ def dense_pool_readout(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor |
     if k >= 2:  # MaxPool1d(2, 2) over nodes; an odd last node is dropped, as there
         p = k // 2
         z = z[:, : 2 * p].reshape(b, p, 2, z.shape[-1]).max(dim=2).values  # [B, P, C1]
-    win = z.unfold(1, c2.kernel_size[0], 1).flatten(2)  # [B, L, C1 * kernel] in conv2's order
+    # conv2's windows [B, L, C1 * kernel] in its (channel-major) order, as a stack of shifted
+    # slices rather than ``unfold``: torch 2.13's inductor wrote out of bounds in the
+    # multi-threaded backward of ``unfold`` (heap corruption under ``pretrain(compile=True)``)
+    ks = c2.kernel_size[0]
+    length = z.shape[1] - ks + 1
+    win = torch.stack([z[:, j: j + length] for j in range(ks)], dim=-1).flatten(2)
     z = torch.relu(F.linear(win, c2.weight.flatten(1), c2.bias))  # [B, L, C2]
     return encoder.embed(z.transpose(1, 2).flatten(1))
 
