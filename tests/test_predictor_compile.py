@@ -127,3 +127,15 @@ def test_cli_pretrain_passes_the_compile_mode(capsys, tmp_path, monkeypatch, fla
     assert code == 0, capsys.readouterr().err
     assert seen["compile"] == expected
     assert (tmp_path / "p" / "predictor.pt").exists()
+
+
+@pytest.mark.parametrize("p, kernel", [(4, 4), (7, 3), (5, 1)])
+def test_compiled_windows_equal_unfold(p, kernel, monkeypatch):
+    """The slices ``_windows`` stacks under torch.compile are ``unfold``'s windows, in the same
+    order, for any number of windows."""
+    from nasrank.predictor import dense
+
+    z = torch.randn(3, p, 5)
+    eager = z.unfold(1, kernel, 1).flatten(2)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert torch.equal(dense._windows(z, kernel), eager)
