@@ -310,9 +310,9 @@ class RankingPredictor:
         ``compile``: run the forward pass and the loss through ``torch.compile`` (``True``:
         its default mode; a string: that mode, e.g. ``"reduce-overhead"`` for CUDA graphs on
         a GPU). Dense path only (fixed shapes: one compilation per batch size, so two per
-        run). It pays off on long runs: on the 2-core CPU a batch-20 NB201 epoch took ~0.8x
-        the eager time after ~30 s of compilation (BENCHMARKS.md, issue 16). Results match
-        the eager run to float rounding, not bit for bit.
+        run). Only long runs earn it back: on the 2-core CPU a batch-20 NB201 epoch took
+        0.75-1.0x the eager time, after 11-58 s of compilation (BENCHMARKS.md, issue 16).
+        Results match the eager run to float rounding, not bit for bit.
         """
         compile_mode = _check_compile(compile)
         if compile_mode is not None and not self._graphs.dense:
