@@ -207,8 +207,8 @@ def bench_device(args: argparse.Namespace) -> dict[str, Any]:
     pred = RankingPredictor(bench.space, seed=0, device=dev)
     pred.predict(archs[:64])  # graph conversion and device set-up, untimed
     res: dict[str, Any] = {"device": str(dev), "pretrain_archs": len(archs)}
-    modes = ["off"] + (["default", "reduce-overhead"] if dev.type == "cuda" else ["default"])
-    for mode in ([] if args.no_compile else modes[1:]) + ["off"]:
+    compiled = ["default", "reduce-overhead"] if dev.type == "cuda" else ["default"]
+    for mode in ([] if args.no_compile else compiled) + ["off"]:
         epoch_s = []
         for _ in range(args.device_epochs + 1):  # the first epoch is the warm-up (and compiles)
             sync()

@@ -28,6 +28,7 @@ from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
 from .losses import LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss
 from .metrics import kendall_tau
+from .registry import COMPILE_MODES
 
 CHECKPOINT_FORMAT = "nasrank-predictor-v1"
 
@@ -53,10 +54,6 @@ def _check_nonneg_float(name: str, value: Any) -> float:
     if not math.isfinite(v) or v < 0:
         raise NasrankError(f"{name} must be a finite number >= 0, got {value!r}")
     return v
-
-
-#: ``torch.compile`` modes ``pretrain(compile=...)`` accepts (``True`` is ``"default"``).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _check_compile(value: Any) -> str | None:

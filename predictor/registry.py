@@ -19,3 +19,7 @@ def _load() -> None:
 
 
 RANKING_LOSSES: Registry = Registry("ranking loss", loader=_load)
+
+#: ``torch.compile`` modes ``RankingPredictor.pretrain(compile=...)`` accepts (``True`` is
+#: ``"default"``); here, torch-free, so that ``nasrank pretrain --help`` lists them too.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nasrank.predictor.registry import COMPILE_MODES
 from nasrank.registry import Config, component, option
 from nasrank.search.registry import COMMANDS
 
@@ -153,8 +154,7 @@ class PretrainCommand(Command):
                                  "(predicted ones for archs outside the table)")
     compile: str = option("off", "torch.compile the training step (dense graphs only; pays off "
                           "on long runs; reduce-overhead = CUDA graphs on a GPU)",
-                          choices=("off", "default", "reduce-overhead", "max-autotune",
-                                   "max-autotune-no-cudagraphs"))
+                          choices=("off", *COMPILE_MODES))
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
 
