@@ -15,7 +15,10 @@ Split metric: gradient matching (``gm``, the default of ``nasrank fewshot`` and 
 :func:`nasrank.supernet.fewshot.build_tree`'s GM-NAS edge selection): cosine of the shared
 weights' gradients with each op alone on an edge, ``--paths`` sampled paths on
 ``--metric-batches`` training batches of 64, minimum balanced b-way cut, the edge with the
-smallest cut is split. Gradient matching runs on the *warmed* parent (``--warmup-epochs``
+smallest cut is split. ``--metrics`` adds the zero-cost split metrics of
+:data:`nasrank.supernet.fewshot.PROXY_METRICS` (each op scored by the proxy's mean over the
+sampled paths on the first batch; ops with close scores grouped), each run once per metric,
+all sharing the seed's root warm-up. The split metric runs on the *warmed* parent (``--warmup-epochs``
 epochs from the SPOS seed's initial weights); the leaves **inherit** their parent's warmed
 weights and continue (restricted uniform sampling, new cosine schedule at ``--lr``), so the
 warm-up is not wasted at equal cost. All few-shot runs of one seed share the root warm-up
@@ -62,9 +65,9 @@ from bench_strategies import _metrics  # noqa: E402
 from nasrank.search.evaluate import supernet_eval, weak_labels_for_truth  # noqa: E402
 from nasrank.search.groundtruth import Recipe, load_recipe_data, read_groundtruth  # noqa: E402
 from nasrank.spaces import get_space  # noqa: E402
-from nasrank.supernet.fewshot import (ConstantPolicy, FewShotSupernet, Node,  # noqa: E402
-                                      RestrictedUniformSampler, build_tree, fewshot_weak_labels,
-                                      full_allowed)
+from nasrank.supernet.fewshot import (METRICS, ConstantPolicy, FewShotSupernet,  # noqa: E402
+                                      Node, RestrictedUniformSampler, build_tree,
+                                      fewshot_weak_labels, full_allowed)
 from nasrank.supernet.registry import SAMPLERS, STEP_STRATEGIES, SUPERNETS  # noqa: E402
 from nasrank.supernet.train import epoch_order, get_batch  # noqa: E402
 from nasrank.supernet.trainer import train_supernet  # noqa: E402
@@ -105,7 +108,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--budget-epochs", type=int, default=15)
     p.add_argument("--warmup-epochs", type=int, default=5, help="root warm-up (shared)")
     p.add_argument("--warmup-epochs-d1", type=int, default=1, help="depth-1 warm-up (depth 2)")
-    p.add_argument("--paths", type=int, default=4, help="sampled paths of gradient matching")
+    p.add_argument("--metrics", nargs="+", default=["gm"], choices=METRICS,
+                   help="split metrics; every few-shot run of --order runs once per metric")
+    p.add_argument("--paths", type=int, default=4, help="sampled paths of the split metric")
     p.add_argument("--metric-batches", type=int, default=1, help="batches of 64 for gm")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
@@ -146,9 +151,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return _metrics(supernet_eval(truth, labels, "ws_acc", n_boot=args.n_boot, seed=seed,
                                       plot=False))
 
-    for run in args.order:
+    jobs = [(run, m) for run in args.order for m in (["gm"] if run == "spos" else args.metrics)]
+    for run, metric in jobs:
         for seed in args.seeds:
-            if any(r["run"] == run and r["seed"] == seed for r in done):
+            if any(r["run"] == run and r["seed"] == seed and r.get("metric", "gm") == metric
+                   for r in done):
                 continue
             if args.deadline and _late(args.deadline, run, done):
                 print(f"{run} seed {seed} not started: it would not end by {args.deadline} UTC",
@@ -172,16 +179,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        "leaves": 1}
             else:
                 pl = plan(run, args.budget_epochs, args.warmup_epochs, args.warmup_epochs_d1)
-                rec = fewshot(run, pl, seed, make, data, archs, where, args, bs, dev)
+                rec = fewshot(run, pl, seed, make, data, archs, where, args, bs, dev, metric)
                 labels = rec.pop("labels")
-            rec.update(run=run, seed=seed, budget_path_images=budget_pi,
+            rec.update(run=run, seed=seed, metric=metric, budget_path_images=budget_pi,
                        budget_ratio=rec["path_images"] / budget_pi,
                        cpu_s=rec["train_cpu_s"] + rec.get("tree_cpu_s", 0.0) + rec["label_cpu_s"],
                        wall_s=time.perf_counter() - t0, **judge(labels))
             done.append(rec)
             with results_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
-            print(f"{run} seed {seed}: tau {rec['kendall_tau']:.4f} [{rec['tau_low']:.3f}, "
+            print(f"{run} ({metric}) seed {seed}: tau {rec['kendall_tau']:.4f} [{rec['tau_low']:.3f}, "
                   f"{rec['tau_high']:.3f}] x{rec['budget_ratio']:.2f} SPOS, cpu "
                   f"{rec['cpu_s']:.0f} s, wall {rec['wall_s']:.0f} s "
                   f"({time.strftime('%H:%M:%S', time.gmtime())} UTC)", flush=True)
@@ -227,8 +234,10 @@ def _cpu_memo(where: Path, fn) -> tuple[Any, float]:
 
 
 def fewshot(run: str, pl: dict, seed: int, make, data, archs, where: Path, args, bs: int,
-            dev: str) -> dict[str, Any]:
-    """Train one few-shot setting of ``seed`` (module docstring); the weak labels in ``labels``."""
+            dev: str, metric: str = "gm") -> dict[str, Any]:
+    """Train one few-shot setting of ``seed`` split by ``metric`` (module docstring); the weak
+    labels in ``labels``. Every metric shares the seed's root warm-up; a metric other than
+    ``gm`` keeps its tree and leaves under names of its own."""
     root_dir = where / f"root_w{pl['w0']}"
     root = make(seed)
     full = full_allowed(root)
@@ -249,26 +258,29 @@ def fewshot(run: str, pl: dict, seed: int, make, data, archs, where: Path, args,
                               run_dir / f"warm_{k}", args, bs, dev))
         warmed[allowed] = net
 
-    run_dir = where / run
+    tag = "" if metric == "gm" else f"_{metric}"
+    run_dir = where / f"{run}{tag}"
     tree_path = run_dir / "tree.json"
     n_edges = len(full)
     if pl["depth"] == 1:
         # the root split of b is the same for the equal-cost and the paper run
-        tree_path = where / f"tree_b{pl['b']}_d1_w{pl['w0']}.json"
+        tree_path = where / f"tree_b{pl['b']}_d1_w{pl['w0']}{tag}.json"
     c0 = time.process_time()
     if tree_path.exists() and pl["depth"] == 1:
         tree = Node.from_dict(json.loads(tree_path.read_text())["tree"])
         tree_cpu = json.loads(tree_path.read_text())["cpu_s"]
     else:
         # depth 2 rebuilds its tree on resume (the warm-ups resume from their checkpoints)
-        tree = build_tree(root, ConstantPolicy(pl["depth"], pl["b"]), "gm", batches,
+        tree = build_tree(root, ConstantPolicy(pl["depth"], pl["b"]), metric, batches,
                           paths=args.paths, seed=seed, device=dev,
                           warmup=warm_d1 if pl["depth"] == 2 else None)
         tree_cpu = time.process_time() - c0
         tree_path.parent.mkdir(parents=True, exist_ok=True)
         tree_path.write_text(json.dumps({"tree": tree.to_dict(), "cpu_s": tree_cpu}))
-    # gradient matching: one fwd/bwd per (edge, op, path, batch) at every split node
+    # one scored path per (edge, op, path, batch) at every split node: gm's fwd/bwd on each of
+    # --metric-batches batches, a zero-cost metric's passes on the first batch
     metric_pi = 0
+    metric_batches = args.metric_batches if metric == "gm" else 1
 
     def count(node: Node, done: frozenset) -> None:
         nonlocal metric_pi
@@ -276,7 +288,7 @@ def fewshot(run: str, pl: dict, seed: int, make, data, archs, where: Path, args,
             return
         metric_pi += sum(len(a) for d, a in enumerate(node.allowed)
                          if d not in done and len(a) >= pl["b"]) * args.paths * \
-            args.metric_batches * bs
+            metric_batches * bs
         for c in node.children:
             count(c, done | {node.split.decision})
 
@@ -325,10 +337,12 @@ NAMES = {"spos": "SPOS (uniform, CE)",
 
 def markdown(results: list[dict], budget_epochs: int) -> str:
     lines = ["| run | epochs (warm-up + leaves) | Kendall tau per seed | mean ± std | "
-             "95% interval (mean over seeds) | path-images / SPOS | gm path-images / SPOS | "
+             "95% interval (mean over seeds) | path-images / SPOS | split-metric path-images / SPOS | "
              "CPU s per seed (mean) |", "|---|---|---|---|---|---|---|---|"]
-    for run in RUNS:
-        rs = sorted((r for r in results if r["run"] == run), key=lambda r: r["seed"])
+    metrics = list(dict.fromkeys(r.get("metric", "gm") for r in results))
+    for run, metric in [(run, m) for run in RUNS for m in metrics]:
+        rs = sorted((r for r in results if r["run"] == run and r.get("metric", "gm") == metric),
+                    key=lambda r: r["seed"])
         if not rs:
             continue
         taus = np.array([r["kendall_tau"] for r in rs])
@@ -343,7 +357,7 @@ def markdown(results: list[dict], budget_epochs: int) -> str:
         per = ", ".join(f"{r['kendall_tau']:.3f} (s{r['seed']})" for r in rs)
         gm = np.mean([r.get("metric_path_images", 0) / r["budget_path_images"] for r in rs])
         lines.append(
-            f"| {NAMES[run]} | {ep} | {per} | {taus.mean():.3f} ± {std} | "
+            f"| {NAMES[run]}{'' if run == 'spos' else f', {metric}'} | {ep} | {per} | {taus.mean():.3f} ± {std} | "
             f"[{np.mean([r['tau_low'] for r in rs]):.3f}, "
             f"{np.mean([r['tau_high'] for r in rs]):.3f}] | "
             f"{np.mean([r['budget_ratio'] for r in rs]):.3f} | {gm:.3f} | "

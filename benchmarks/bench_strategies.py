@@ -15,7 +15,8 @@ Runs (``--runs``; the catalog depends on the table's space, ``--list`` prints it
 
 * both spaces: ``spos``, ``fairnas`` (fair, default n; both with the supernet's default
   sharing, as the baselines), ``running_teacher``, ``fixed_teacher`` (warm-up = a quarter of
-  the epochs), ``rdnas``, ``proxy:<teacher proxy>``;
+  the epochs), ``rdnas``, ``proxy:<teacher proxy>`` (with several teacher proxies also
+  ``proxy:<p1>+<p2>``, their rank average: the teacher RD-NAS distils);
 * CVPR 2021 channel space (NCS's ablations, other factors at the paper's best sharing):
   ``spos_ncs_sharing``,
   ``share_<layer>_<scheme>`` (conv/bn/fc x full/front/end/independent), ``uniform_n<k>`` and
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     teacher = {"proxies": list(args.teacher_proxies), "table": args.teacher_table,
                "pool_size": args.pool_size, "image_size": recipe.image_size or 32}
     runs = catalog(truth.space, teacher)
-    runs = {**runs, **{f"proxy:{p}": {"proxy": p} for p in args.teacher_proxies}}
+    runs = {**runs, **{f"proxy:{name}": {"proxy": ps} for name, ps in teacher_alone(args).items()}}
     if args.list:
         print("\n".join(runs))
         return {}
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
                 net = SUPERNETS.make(truth.space, net_opts).build(
                     space, num_classes=data.num_classes, in_channels=data.input_shape[0],
                     seed=seed)
-                opts = {**teacher, "proxies": [run["proxy"]], "teacher_seed": seed}
+                opts = {**teacher, "proxies": list(run["proxy"]), "teacher_seed": seed}
                 tch = SAMPLERS.make("rdnas", opts).build(net).teacher
                 keys = list(truth.archs)
                 scores = [tch.score(space.parse(k)) for k in keys]
@@ -234,6 +235,16 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def teacher_alone(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The ``proxy:<name>`` runs: each teacher proxy alone and, when there are several, their
+    rank average (``proxy:jacov+nwot``), which is the teacher RD-NAS then distils."""
+    ps = list(args.teacher_proxies)
+    runs = {p: [p] for p in ps}
+    if len(ps) > 1:
+        runs["+".join(ps)] = ps
+    return runs
+
+
 def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """For every seed with both an ``rdnas`` and a ``proxy:<teacher>`` label table under
     ``out``: Kendall tau of RD-NAS's ``ws_acc`` minus tau of the teacher's score on the same
@@ -244,7 +255,7 @@ def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[s
     from nasrank.search.evaluate import align
 
     res: dict[str, Any] = {}
-    for p in args.teacher_proxies:
+    for p in teacher_alone(args):
         for seed in args.seeds:
             rd, tp = out / f"rdnas_s{seed}" / "labels.csv", out / f"proxy_{p}_s{seed}" / "labels.csv"
             if not (rd.exists() and tp.exists()):
