@@ -1,0 +1,125 @@
+"""Each supernet strategy against SPOS, paired seed by seed (issues 13-14).
+
+Reads finished runs of the three strategy benchmarks on one ground-truth table and budget:
+
+* ``--strategies DIR``: a ``bench_strategies.py --out`` folder with ``spos``, ``rdnas`` and the
+  teacher alone (``proxy:<name>``) per seed (its ``summary.json``);
+* ``--fewshot DIR``: a ``bench_fewshot_tau.py --out`` folder (``results.jsonl``); the run
+  ``fs_b2_d1`` with split metric ``--fewshot-metric``;
+* ``--ennas DIR ...``: ``bench_ennas.py --out`` folders, one per seed (``ennas_diversity``).
+
+For the seeds in ``--seeds`` it prints each run's Kendall tau per seed, then the paired
+difference of every run from SPOS (and RD-NAS from its teacher): mean, sd, paired t, how many
+seeds are higher, the exact two-sided sign-flip p-value, and a 95 % bootstrap interval of the
+mean over seeds. A seed missing from any run is left out of every comparison and named.
+
+    python benchmarks/report_strategies_heldout.py --seeds 6-19 \\
+        --strategies /work/bench_runs/heldout_6_19 --fewshot /work/bench_runs/fs_metrics \\
+        --ennas /work/bench_runs/ennas_ho_s*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report_ennas_teachers import paired  # noqa: E402
+
+
+def parse_seeds(items: list[str]) -> list[int]:
+    """``["6-19"]`` or ``["6", "7"]`` -> a sorted list of seeds."""
+    out: set[int] = set()
+    for it in items:
+        lo, _, hi = it.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(out)
+
+
+def strategies_taus(folder: Path) -> dict[str, dict[int, float]]:
+    summary = json.loads((folder / "summary.json").read_text())
+    return {name: {e["seed"]: e["kendall_tau"] for e in run["seeds"]}
+            for name, run in summary["runs"].items()}
+
+
+def fewshot_taus(folder: Path, metric: str) -> dict[int, float]:
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()
+            if line.strip()]
+    return {r["seed"]: r["kendall_tau"] for r in rows
+            if r["run"] == "fs_b2_d1" and r.get("metric", "gm") == metric}
+
+
+def ennas_taus(folders: list[Path]) -> dict[int, float]:
+    out = {}
+    for f in folders:
+        s = json.loads((f / "summary.json").read_text())
+        out[s["args"]["seed"]] = s["runs"]["ennas_diversity"]["kendall_tau"]
+    return out
+
+
+def boot_ci(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="+", required=True, help="e.g. 6-19")
+    ap.add_argument("--strategies", type=Path, required=True)
+    ap.add_argument("--teacher", default="jacov", help="the proxy:<name> run RD-NAS distilled")
+    ap.add_argument("--fewshot", type=Path, default=None)
+    ap.add_argument("--fewshot-metric", default="jacov")
+    ap.add_argument("--ennas", type=Path, nargs="*", default=[])
+    args = ap.parse_args(argv)
+
+    st = strategies_taus(args.strategies)
+    runs: dict[str, dict[int, float]] = {"spos": st["spos"]}
+    if "rdnas" in st:
+        runs["rdnas"] = st["rdnas"]
+    if f"proxy:{args.teacher}" in st:
+        runs[f"teacher {args.teacher}"] = st[f"proxy:{args.teacher}"]
+    if args.fewshot is not None:
+        runs[f"few-shot b2 d1 ({args.fewshot_metric})"] = fewshot_taus(args.fewshot,
+                                                                      args.fewshot_metric)
+    if args.ennas:
+        runs["ennas (diversity)"] = ennas_taus(args.ennas)
+    want = parse_seeds(args.seeds)
+    seeds = [s for s in want if all(s in r for r in runs.values())]
+    missing = {name: [s for s in want if s not in r] for name, r in runs.items()}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        print(f"left out (seed missing from a run): {missing}")
+    if len(seeds) < 2:
+        raise SystemExit(f"need >= 2 seeds present in every run, have {seeds}")
+    names = list(runs)
+    print("| seed | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    table = np.array([[runs[n][s] for n in names] for s in seeds])
+    for s, row in zip(seeds, table):
+        print(f"| {s} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    print("| mean | " + " | ".join(f"{v:.3f}" for v in table.mean(0)) + " |")
+    print()
+    report = {"seeds": seeds, "runs": {n: table[:, i].tolist() for i, n in enumerate(names)},
+              "paired": {}}
+    base = table[:, 0]
+    pairs = [(n, "spos", table[:, i] - base) for i, n in enumerate(names) if i > 0
+             and not n.startswith("teacher")]
+    if "rdnas" in runs and f"teacher {args.teacher}" in runs:
+        pairs.append(("rdnas", f"teacher {args.teacher}",
+                      table[:, names.index("rdnas")] - table[:, names.index(f"teacher {args.teacher}")]))
+    for a, b, diff in pairs:
+        lo, hi = boot_ci(diff)
+        print(f"{a} - {b}: {paired(diff)}, 95 % bootstrap of the mean [{lo:+.4f}, {hi:+.4f}]")
+        report["paired"][f"{a} - {b}"] = {"mean": float(diff.mean()), "low": lo, "high": hi}
+    return report
+
+
+if __name__ == "__main__":
+    main()

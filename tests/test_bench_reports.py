@@ -1,0 +1,82 @@
+"""The benchmark report scripts' statistics on hand-computed cases (issues 13-14)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def reports(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import report_ennas_teachers
+    import report_strategies_heldout
+
+    yield report_ennas_teachers, report_strategies_heldout
+    for name in ("report_ennas_teachers", "report_strategies_heldout"):
+        sys.modules.pop(name, None)
+
+
+def test_sign_flip_p_by_hand(reports):
+    ennas, _ = reports
+    import numpy as np
+
+    # [1, 2]: the 4 sign patterns give means 1.5, 0.5, -0.5, -1.5; two reach |1.5| -> p = 0.5
+    assert "sign-flip p = 0.500" in ennas.paired(np.array([1.0, 2.0]))
+    # [1, 2, 3]: only +++ and --- reach |2| among 8 patterns -> p = 0.25; all 3 higher
+    text = ennas.paired(np.array([1.0, 2.0, 3.0]))
+    assert "sign-flip p = 0.250" in text and "higher in 3/3" in text
+
+
+def _write_runs(tmp: Path) -> dict[str, Path]:
+    strat = tmp / "strategies"
+    strat.mkdir()
+    runs = {"spos": [0.1, 0.2, 0.3], "rdnas": [0.2, 0.2, 0.5], "proxy:jacov": [0.15, 0.25, 0.35]}
+    (strat / "summary.json").write_text(json.dumps({"runs": {
+        name: {"seeds": [{"seed": s, "kendall_tau": t} for s, t in zip((6, 7, 8), taus)]}
+        for name, taus in runs.items()}}))
+    fs = tmp / "fewshot"
+    fs.mkdir()
+    rows = [{"run": "fs_b2_d1", "metric": "jacov", "seed": s, "kendall_tau": t}
+            for s, t in zip((6, 7, 8), (0.1, 0.3, 0.2))]
+    rows += [{"run": "fs_b2_d1", "seed": 6, "kendall_tau": 0.9},  # gm (no metric key): ignored
+             {"run": "spos", "seed": 6, "kendall_tau": 0.9}]
+    (fs / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ennas = []
+    for s, t in ((6, 0.0), (7, 0.4)):  # seed 8 missing: left out of every comparison
+        d = tmp / f"ennas_{s}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(
+            {"args": {"seed": s}, "runs": {"ennas_diversity": {"kendall_tau": t}}}))
+        ennas.append(d)
+    return {"strategies": strat, "fewshot": fs, "ennas": ennas}
+
+
+def test_heldout_report_pairs_by_seed(reports, tmp_path, capsys):
+    _, heldout = reports
+    p = _write_runs(tmp_path)
+    rep = heldout.main(["--seeds", "6-8", "--strategies", str(p["strategies"]),
+                        "--fewshot", str(p["fewshot"]),
+                        "--ennas", *map(str, p["ennas"])])
+    out = capsys.readouterr().out
+    assert "left out" in out and "[8]" in out
+    assert rep["seeds"] == [6, 7]
+    d = rep["paired"]
+    assert d["rdnas - spos"]["mean"] == pytest.approx(0.05)  # (0.1 + 0.0) / 2
+    assert d["rdnas - teacher jacov"]["mean"] == pytest.approx(0.0)  # (0.05 - 0.05) / 2
+    assert d["few-shot b2 d1 (jacov) - spos"]["mean"] == pytest.approx(0.05)  # (0.0 + 0.1) / 2
+    assert d["ennas (diversity) - spos"]["mean"] == pytest.approx(0.05)  # (-0.1 + 0.2) / 2
+    assert rep["runs"]["teacher jacov"] == pytest.approx([0.15, 0.25])
+
+
+def test_heldout_report_refuses_too_few_seeds(reports, tmp_path):
+    _, heldout = reports
+    p = _write_runs(tmp_path)
+    with pytest.raises(SystemExit, match=r"need >= 2 seeds"):
+        heldout.main(["--seeds", "8", "--strategies", str(p["strategies"]),
+                      "--ennas", *map(str, p["ennas"])])
