@@ -18,8 +18,8 @@ weights' gradients with each op alone on an edge, ``--paths`` sampled paths on
 smallest cut is split. ``--metrics`` adds the zero-cost split metrics of
 :data:`nasrank.supernet.fewshot.PROXY_METRICS` (each op scored by the proxy's mean over the
 sampled paths on the first batch; ops with close scores grouped), each run once per metric,
-all sharing the seed's root warm-up. The split metric runs on the *warmed* parent (``--warmup-epochs``
-epochs from the SPOS seed's initial weights); the leaves **inherit** their parent's warmed
+all sharing the seed's root warm-up. The split metric runs on the *warmed* parent
+(``--warmup-epochs`` epochs from the SPOS seed's initial weights); the leaves **inherit** their parent's warmed
 weights and continue (restricted uniform sampling, new cosine schedule at ``--lr``), so the
 warm-up is not wasted at equal cost. All few-shot runs of one seed share the root warm-up
 (and so the root split); at depth 2 each depth-1 node is warmed for ``--warmup-epochs-d1``
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             done.append(rec)
             with results_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
-            print(f"{run} ({metric}) seed {seed}: tau {rec['kendall_tau']:.4f} [{rec['tau_low']:.3f}, "
+            print(f"{run} ({metric}) seed {seed}: tau {rec['kendall_tau']:.4f} "
+                  f"[{rec['tau_low']:.3f}, "
                   f"{rec['tau_high']:.3f}] x{rec['budget_ratio']:.2f} SPOS, cpu "
                   f"{rec['cpu_s']:.0f} s, wall {rec['wall_s']:.0f} s "
                   f"({time.strftime('%H:%M:%S', time.gmtime())} UTC)", flush=True)
@@ -337,7 +338,8 @@ NAMES = {"spos": "SPOS (uniform, CE)",
 
 def markdown(results: list[dict], budget_epochs: int) -> str:
     lines = ["| run | epochs (warm-up + leaves) | Kendall tau per seed | mean ± std | "
-             "95% interval (mean over seeds) | path-images / SPOS | split-metric path-images / SPOS | "
+             "95% interval (mean over seeds) | path-images / SPOS | "
+             "split-metric path-images / SPOS | "
              "CPU s per seed (mean) |", "|---|---|---|---|---|---|---|---|"]
     metrics = list(dict.fromkeys(r.get("metric", "gm") for r in results))
     for run, metric in [(run, m) for run in RUNS for m in metrics]:
@@ -356,8 +358,9 @@ def markdown(results: list[dict], budget_epochs: int) -> str:
             ep = f"{r0['w0']} + {r0['b']} x {r0['w1']} + {r0['b'] ** 2} x {r0['leaf']}"
         per = ", ".join(f"{r['kendall_tau']:.3f} (s{r['seed']})" for r in rs)
         gm = np.mean([r.get("metric_path_images", 0) / r["budget_path_images"] for r in rs])
+        name = NAMES[run] if run == "spos" else f"{NAMES[run]}, {metric}"
         lines.append(
-            f"| {NAMES[run]}{'' if run == 'spos' else f', {metric}'} | {ep} | {per} | {taus.mean():.3f} ± {std} | "
+            f"| {name} | {ep} | {per} | {taus.mean():.3f} ± {std} | "
             f"[{np.mean([r['tau_low'] for r in rs]):.3f}, "
             f"{np.mean([r['tau_high'] for r in rs]):.3f}] | "
             f"{np.mean([r['budget_ratio'] for r in rs]):.3f} | {gm:.3f} | "

@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = [(n, "spos", table[:, i] - base) for i, n in enumerate(names) if i > 0
              and not n.startswith("teacher")]
     if "rdnas" in runs and f"teacher {args.teacher}" in runs:
-        pairs.append(("rdnas", f"teacher {args.teacher}",
-                      table[:, names.index("rdnas")] - table[:, names.index(f"teacher {args.teacher}")]))
+        teacher = table[:, names.index(f"teacher {args.teacher}")]
+        pairs.append(("rdnas", f"teacher {args.teacher}", table[:, names.index("rdnas")] - teacher))
     for a, b, diff in pairs:
         lo, hi = boot_ci(diff)
         print(f"{a} - {b}: {paired(diff)}, 95 % bootstrap of the mean [{lo:+.4f}, {hi:+.4f}]")
