@@ -285,8 +285,10 @@ def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_inte
           grace_period: int) -> tuple[Study, ClaimTable | FileClaimTable]:
     """Open (create on first use) the study and the claims table. Workers starting together on
     a new database race on creating the schema: the loser's ``CREATE TABLE`` / first insert
-    fails with ``IntegrityError`` (or ``OperationalError`` on a locked SQLite file) although the
-    winner's schema is fine, so the whole opening is retried."""
+    fails with ``IntegrityError``, ``ProgrammingError`` "... already exists" (PostgreSQL's
+    duplicate table, e.g. Optuna's ``alembic_version``) or ``OperationalError`` (a locked
+    SQLite file) although the winner's schema is fine, so the whole opening is retried. Any
+    other ``ProgrammingError`` is a real error and is raised at once."""
     import optuna
     import sqlalchemy as sa
 
@@ -298,7 +300,9 @@ def _open(storage: str, study_name: str, sampler: BaseSampler, *, heartbeat_inte
             study = optuna.create_study(storage=rdb, sampler=sampler, study_name=study_name,
                                         direction="maximize", load_if_exists=True)
             return study, claims
-        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+        except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError) as err:
+            if isinstance(err, sa.exc.ProgrammingError) and "already exists" not in str(err):
+                raise
             if attempt == _OPEN_TRIES - 1:
                 raise
             time.sleep(0.05 * 2 ** attempt)

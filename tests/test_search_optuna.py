@@ -317,6 +317,42 @@ def test_schema_race_on_open_is_retried(tmp_path, monkeypatch):
     assert len(calls) == 2 and len(res.queries) == 2
 
 
+def test_postgres_duplicate_table_race_is_retried_other_programming_errors_are_not(tmp_path,
+                                                                                   monkeypatch):
+    """The same race on PostgreSQL surfaces as ProgrammingError 'relation "alembic_version"
+    already exists' (psycopg2's DuplicateTable; seen in test_optuna_servers): retried. A
+    ProgrammingError of another kind (here a permission error) is raised at once."""
+    import sqlalchemy as sa
+
+    import nasrank.search.optuna_search as mod
+
+    real, calls = mod._storage, []
+
+    def racy(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.ProgrammingError("CREATE TABLE alembic_version", {},
+                                          Exception('relation "alembic_version" already exists'))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mod, "_storage", racy)
+    res = run_optuna_search(space=TINY, oracle=TableOracle(), budget=2, seed=0,
+                            storage=f"sqlite:///{tmp_path / 'p.db'}", study_name="s")
+    assert len(calls) == 2 and len(res.queries) == 2
+
+    def denied(*a, **kw):
+        calls.append(1)
+        raise sa.exc.ProgrammingError("CREATE TABLE studies", {},
+                                      Exception("permission denied for schema public"))
+
+    calls.clear()
+    monkeypatch.setattr(mod, "_storage", denied)
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+        run_optuna_search(space=TINY, oracle=TableOracle(), budget=2, seed=0,
+                          storage=f"sqlite:///{tmp_path / 'q.db'}", study_name="s")
+    assert len(calls) == 1
+
+
 def test_journal_storage_two_workers_and_a_crash(tmp_path):
     url = f"journal:///{tmp_path / 'study.log'}"
     kw = dict(space=TINY, seed=0, storage=url, study_name="j")
