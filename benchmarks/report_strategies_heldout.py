@@ -26,19 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import bootstrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_predictor_nb201 import parse_seeds  # noqa: E402
 from report_ennas_teachers import paired  # noqa: E402
-
-
-def parse_seeds(items: list[str]) -> list[int]:
-    """``["6-19"]`` or ``["6", "7"]`` -> a sorted list of seeds."""
-    out: set[int] = set()
-    for it in items:
-        lo, _, hi = it.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(out)
 
 
 def strategies_taus(folder: Path) -> dict[str, dict[int, float]]:
@@ -63,9 +56,10 @@ def ennas_taus(folders: list[Path]) -> dict[int, float]:
 
 
 def boot_ci(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    """95 % percentile bootstrap interval of the mean difference over seeds."""
+    ci = bootstrap((diff,), np.mean, n_resamples=n_boot, method="percentile",
+                   rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -90,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                                       args.fewshot_metric)
     if args.ennas:
         runs["ennas (diversity)"] = ennas_taus(args.ennas)
-    want = parse_seeds(args.seeds)
+    want = sorted(set(parse_seeds(args.seeds)))
     seeds = [s for s in want if all(s in r for r in runs.values())]
     missing = {name: [s for s in want if s not in r] for name, r in runs.items()}
     missing = {k: v for k, v in missing.items() if v}
