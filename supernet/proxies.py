@@ -54,6 +54,7 @@ params     number of parameters (all of them), in millions
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ from torch import nn
 
 from nasrank.errors import NasrankError
 from nasrank.proxy_names import PROXY_ALIASES, canonical_proxy
+from nasrank.supernet.double_backward import FastDoubleBackward
 
 
 class ProxyError(NasrankError):
@@ -254,7 +256,9 @@ def _batch_pass(ctx: Context, want: set[str]) -> None:
                   if isinstance(m, nn.ReLU)]
     try:
         x_in = x.detach().clone().requires_grad_(need_j)
-        with torch.set_grad_enabled(need_backward):
+        # GraSP: route conv2d / batch norm through hand-written double backwards (issue 16)
+        fast = FastDoubleBackward() if need_h else contextlib.nullcontext()
+        with torch.set_grad_enabled(need_backward), fast:
             out = _forward(net, x_in, ctx.input_shape)
     finally:
         for h in hooks:
