@@ -168,8 +168,11 @@ class _BatchNormBackward(torch.autograd.Function):
         if a is not None:
             a_mean = _channel(a.mean(dims), x)
             ax_mean = _channel((a * xh).mean(dims), x)
+            # sum(a P(gy)) / M: the derivative of <a, gx> in gamma (over gamma) and in s
+            apg_mean = (_channel((a * g_out).mean(dims), x) - a_mean * gy_mean
+                        - ax_mean * gyx_mean)
         else:
-            a_mean = ax_mean = zero
+            a_mean = ax_mean = apg_mean = zero
         bg = _channel(b_gamma, x) if b_gamma is not None else zero
         d_g = d_x = d_w = None
         if need_g:
@@ -178,17 +181,12 @@ class _BatchNormBackward(torch.autograd.Function):
             if a is not None:
                 d_g = d_g.add_(a * (gamma * s))
         if need_w and a is not None:
-            # s sum(a P(gy)) = s M (mean(a gy) - mean(a) mean(gy) - mean(a x^) mean(gy x^))
-            agy_mean = _channel((a * g_out).mean(dims), x)
-            d_w = (s * m * (agy_mean - a_mean * gy_mean - ax_mean * gyx_mean)).reshape(-1)
+            d_w = (s * m * apg_mean).reshape(-1)  # s sum(a P(gy))
         if need_x:
             # D = c_a a + c_g gy; mean(D) and mean(D x^) follow from the sums above
             c_a = -gamma * s * gyx_mean
             c_g = bg - gamma * s * ax_mean
-            big_s = zero
-            if a is not None:
-                agy_mean = _channel((a * g_out).mean(dims), x)
-                big_s = gamma * m * (agy_mean - a_mean * gy_mean - ax_mean * gyx_mean)
+            big_s = gamma * m * apg_mean
             k0 = -s * (c_a * a_mean + c_g * gy_mean)
             k1 = -s * (c_a * ax_mean + c_g * gyx_mean) - big_s * s * s / m
             d_x = xh * k1 + k0

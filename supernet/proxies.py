@@ -229,8 +229,12 @@ def _batch_pass(ctx: Context, want: set[str]) -> None:
         raise ProxyError(f"{type(net).__name__} has no Conv/Linear layer; gradient proxies "
                          f"score those layers")
     weights = [m.weight for m in layers]
+    # only the layer weights: no proxy reads another parameter's gradient, and BatchNorm's
+    # affine parameters would add terms to GraSP's double backward
     for p in net.parameters():
-        p.requires_grad_(need_backward)
+        p.requires_grad_(False)
+    for w in weights:
+        w.requires_grad_(need_backward)
     acts: list[torch.Tensor] = []
     macs = [0]
     n = x.shape[0]
