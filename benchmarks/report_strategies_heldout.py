@@ -4,8 +4,8 @@ Reads finished runs of the three strategy benchmarks on one ground-truth table a
 
 * ``--strategies DIR``: a ``bench_strategies.py --out`` folder with ``spos``, ``rdnas`` and the
   teacher alone (``proxy:<name>``) per seed (its ``summary.json``);
-* ``--fewshot DIR``: a ``bench_fewshot_tau.py --out`` folder (``results.jsonl``); the run
-  ``fs_b2_d1`` with split metric ``--fewshot-metric``;
+* ``--fewshot DIR ...``: ``bench_fewshot_tau.py --out`` folders (``results.jsonl``); the run
+  ``--fewshot-run`` (default ``fs_b2_d1``) with split metric ``--fewshot-metric``;
 * ``--ennas DIR ...``: ``bench_ennas.py --out`` folders, one per seed (``ennas_diversity``).
 
 For the seeds in ``--seeds`` it prints each run's Kendall tau per seed, then the paired
@@ -40,11 +40,21 @@ def strategies_taus(folder: Path) -> dict[str, dict[int, float]]:
             for name, run in summary["runs"].items()}
 
 
-def fewshot_taus(folder: Path, metric: str) -> dict[int, float]:
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()
-            if line.strip()]
-    return {r["seed"]: r["kendall_tau"] for r in rows
-            if r["run"] == "fs_b2_d1" and r.get("metric", "gm") == metric}
+def fewshot_taus(folders: list[Path], metric: str, run: str = "fs_b2_d1") -> dict[int, float]:
+    """Tau per seed of few-shot run ``run`` split by ``metric``, over one or more ``--out``
+    folders; a seed found twice with different taus is an error."""
+    out: dict[int, float] = {}
+    for folder in folders:
+        rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()
+                if line.strip()]
+        for r in rows:
+            if r["run"] != run or r.get("metric", "gm") != metric:
+                continue
+            if r["seed"] in out and out[r["seed"]] != r["kendall_tau"]:
+                raise SystemExit(f"seed {r['seed']} of {run} ({metric}) appears twice with "
+                                 f"different taus ({out[r['seed']]} and {r['kendall_tau']})")
+            out[r["seed"]] = r["kendall_tau"]
+    return out
 
 
 def ennas_taus(folders: list[Path]) -> dict[int, float]:
@@ -68,8 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", nargs="+", required=True, help="e.g. 6-19")
     ap.add_argument("--strategies", type=Path, required=True)
     ap.add_argument("--teacher", default="jacov", help="the proxy:<name> run RD-NAS distilled")
-    ap.add_argument("--fewshot", type=Path, default=None)
+    ap.add_argument("--fewshot", type=Path, nargs="+", default=None)
     ap.add_argument("--fewshot-metric", default="jacov")
+    ap.add_argument("--fewshot-run", default="fs_b2_d1",
+                    help="e.g. fs_b2_d1 (equal cost) or fs_b2_d1_paper (each leaf the budget)")
     ap.add_argument("--ennas", type=Path, nargs="*", default=[])
     args = ap.parse_args(argv)
 
@@ -80,8 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     if f"proxy:{args.teacher}" in st:
         runs[f"teacher {args.teacher}"] = st[f"proxy:{args.teacher}"]
     if args.fewshot is not None:
-        runs[f"few-shot b2 d1 ({args.fewshot_metric})"] = fewshot_taus(args.fewshot,
-                                                                      args.fewshot_metric)
+        label = args.fewshot_run.removeprefix("fs_").replace("_", " ")
+        runs[f"few-shot {label} ({args.fewshot_metric})"] = fewshot_taus(
+            args.fewshot, args.fewshot_metric, args.fewshot_run)
     if args.ennas:
         runs["ennas (diversity)"] = ennas_taus(args.ennas)
     want = sorted(set(parse_seeds(args.seeds)))

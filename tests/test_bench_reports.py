@@ -74,6 +74,36 @@ def test_heldout_report_pairs_by_seed(reports, tmp_path, capsys):
     assert rep["runs"]["teacher jacov"] == pytest.approx([0.15, 0.25])
 
 
+def test_heldout_report_reads_the_paper_cost_run_from_several_folders(reports, tmp_path):
+    _, heldout = reports
+    p = _write_runs(tmp_path)
+    for name, rows in (("fs_a", [(6, 0.3)]), ("fs_b", [(7, 0.1), (8, 0.6)])):
+        d = tmp_path / name
+        d.mkdir()
+        lines = [{"run": "fs_b2_d1_paper", "metric": "gm", "seed": s, "kendall_tau": t}
+                 for s, t in rows]
+        lines.append({"run": "fs_b2_d1", "metric": "gm", "seed": 7, "kendall_tau": 0.9})
+        (d / "results.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    rep = heldout.main(["--seeds", "6-8", "--strategies", str(p["strategies"]),
+                        "--fewshot", str(tmp_path / "fs_a"), str(tmp_path / "fs_b"),
+                        "--fewshot-run", "fs_b2_d1_paper", "--fewshot-metric", "gm"])
+    assert rep["seeds"] == [6, 7, 8]
+    # (0.3 - 0.1) + (0.1 - 0.2) + (0.6 - 0.3) = 0.4 over 3 seeds
+    assert rep["paired"]["few-shot b2 d1 paper (gm) - spos"]["mean"] == pytest.approx(0.4 / 3)
+
+
+def test_heldout_report_refuses_a_seed_twice_with_two_taus(reports, tmp_path):
+    _, heldout = reports
+    p = _write_runs(tmp_path)
+    twice = tmp_path / "fs_twice"
+    twice.mkdir()
+    (twice / "results.jsonl").write_text(json.dumps(
+        {"run": "fs_b2_d1", "metric": "jacov", "seed": 6, "kendall_tau": 0.5}) + "\n")
+    with pytest.raises(SystemExit, match=r"seed 6 .* appears twice"):
+        heldout.main(["--seeds", "6-8", "--strategies", str(p["strategies"]),
+                      "--fewshot", str(p["fewshot"]), str(twice)])
+
+
 def test_heldout_report_refuses_too_few_seeds(reports, tmp_path):
     _, heldout = reports
     p = _write_runs(tmp_path)
