@@ -2,8 +2,8 @@
 
 Reads finished runs of the three strategy benchmarks on one ground-truth table and budget:
 
-* ``--strategies DIR``: a ``bench_strategies.py --out`` folder with ``spos``, ``rdnas`` and the
-  teacher alone (``proxy:<name>``) per seed (its ``summary.json``);
+* ``--strategies DIR ...``: ``bench_strategies.py --out`` folders with ``spos`` and, when run,
+  ``rdnas`` and the teacher alone (``proxy:<name>``) per seed (their ``summary.json``);
 * ``--fewshot DIR ...``: ``bench_fewshot_tau.py --out`` folders (``results.jsonl``); the run
   ``--fewshot-run`` (default ``fs_b2_d1``) with split metric ``--fewshot-metric``;
 * ``--ennas DIR ...``: ``bench_ennas.py --out`` folders, one per seed (``ennas_diversity``).
@@ -34,10 +34,20 @@ from bench_predictor_nb201 import parse_seeds  # noqa: E402
 from report_ennas_teachers import paired  # noqa: E402
 
 
-def strategies_taus(folder: Path) -> dict[str, dict[int, float]]:
-    summary = json.loads((folder / "summary.json").read_text())
-    return {name: {e["seed"]: e["kendall_tau"] for e in run["seeds"]}
-            for name, run in summary["runs"].items()}
+def strategies_taus(folders: list[Path]) -> dict[str, dict[int, float]]:
+    """Tau per run and seed over one or more ``--out`` folders (e.g. seeds run in two halves);
+    a seed found twice with different taus is an error."""
+    out: dict[str, dict[int, float]] = {}
+    for folder in folders:
+        summary = json.loads((folder / "summary.json").read_text())
+        for name, run in summary["runs"].items():
+            taus = out.setdefault(name, {})
+            for e in run["seeds"]:
+                if e["seed"] in taus and taus[e["seed"]] != e["kendall_tau"]:
+                    raise SystemExit(f"seed {e['seed']} of {name} appears twice with different "
+                                     f"taus ({taus[e['seed']]} and {e['kendall_tau']})")
+                taus[e["seed"]] = e["kendall_tau"]
+    return out
 
 
 def fewshot_taus(folders: list[Path], metric: str, run: str = "fs_b2_d1") -> dict[int, float]:
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", required=True, help="e.g. 6-19")
-    ap.add_argument("--strategies", type=Path, required=True)
+    ap.add_argument("--strategies", type=Path, nargs="+", required=True)
     ap.add_argument("--teacher", default="jacov", help="the proxy:<name> run RD-NAS distilled")
     ap.add_argument("--fewshot", type=Path, nargs="+", default=None)
     ap.add_argument("--fewshot-metric", default="jacov")

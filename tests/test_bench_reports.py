@@ -92,6 +92,23 @@ def test_heldout_report_reads_the_paper_cost_run_from_several_folders(reports, t
     assert rep["paired"]["few-shot b2 d1 paper (gm) - spos"]["mean"] == pytest.approx(0.4 / 3)
 
 
+def test_heldout_report_merges_strategy_folders(reports, tmp_path):
+    _, heldout = reports
+    p = _write_runs(tmp_path)
+    halves = []
+    for name, seeds in (("half_a", {6: 0.5}), ("half_b", {7: 0.1, 8: 0.2})):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"runs": {"spos": {"seeds": [
+            {"seed": s, "kendall_tau": t} for s, t in seeds.items()]}}}))
+        halves.append(str(d))
+    rep = heldout.main(["--seeds", "6-8", "--strategies", *halves,
+                        "--fewshot", str(p["fewshot"])])
+    assert rep["runs"]["spos"] == pytest.approx([0.5, 0.1, 0.2])
+    # few-shot (jacov) 0.1, 0.3, 0.2 minus 0.5, 0.1, 0.2
+    assert rep["paired"]["few-shot b2 d1 (jacov) - spos"]["mean"] == pytest.approx(-0.2 / 3)
+
+
 def test_heldout_report_refuses_a_seed_twice_with_two_taus(reports, tmp_path):
     _, heldout = reports
     p = _write_runs(tmp_path)
