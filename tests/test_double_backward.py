@@ -145,3 +145,26 @@ def test_grasp_in_float64_unchanged_by_the_fast_path():
     hg = torch.autograd.grad(z, weights)
     want = float(sum((-w.detach() * h).sum() for w, h in zip(weights, hg)))
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_double_backwards_on_cuda_match_torch():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 4, 9, 9, generator=g, dtype=D).cuda().requires_grad_()
+    w = torch.randn(6, 4, 3, 3, generator=g, dtype=D).cuda().requires_grad_()
+    gamma = torch.randn(6, generator=g, dtype=D).cuda().requires_grad_()
+    w2 = torch.randn(2, 6, 1, 1, generator=g, dtype=D).cuda()
+
+    def fn():
+        h = F.batch_norm(F.conv2d(x, w, None, 2, 1), None, None, gamma, None, True)
+        return F.conv2d(torch.tanh(h), w2)
+
+    def hvp(fast: bool):
+        with FastDoubleBackward() if fast else contextlib.nullcontext():
+            out = fn()
+        grads = torch.autograd.grad((out ** 2).sum() + torch.sin(out).sum(), [x, w, gamma],
+                                    create_graph=True)
+        z = sum((gr * torch.ones_like(gr)).sum() for gr in grads)
+        return torch.autograd.grad(z, [x, w, gamma])
+
+    _close(hvp(False), hvp(True))
