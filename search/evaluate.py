@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
-from nasrank.spaces.labels import LabelTable
+from nasrank.proxy_names import canonical_column
+from nasrank.spaces.labels import LabelTable, rank_average
 
 from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth, seed_agreement
 
@@ -207,14 +208,36 @@ def evaluate_scores(aligned: Aligned, *, column: str = "score", truth_metric: st
                    "tau_over_ceiling": interval("tau_over_ceiling", ratio)})
 
 
-def supernet_eval(truth: GroundTruth | str | os.PathLike, labels: LabelTable | str | os.PathLike,
+def fused_labels(labels: LabelTable | str | os.PathLike | Sequence[LabelTable | str | os.PathLike],
+                 column: str) -> LabelTable:
+    """The one table holding ``column`` among ``labels`` (tables or CSV paths), or, for
+    ``column = "a+b+..."``, the rank average of those columns (:func:`rank_average`)."""
+    items = [labels] if isinstance(labels, (LabelTable, str, os.PathLike)) else list(labels)
+    tables = [t if isinstance(t, LabelTable) else LabelTable.read_csv(t) for t in items]
+    if not tables:
+        raise LabelTableError("no weak-label table given")
+    if "+" in column:
+        return rank_average(tables, [c for c in column.split("+")])
+    if len(tables) == 1:
+        return tables[0]
+    have = [t for t in tables if canonical_column(column) in t.columns]
+    if len(have) != 1:
+        raise LabelTableError(f"column {column!r} is in {len(have)} of the {len(tables)} label "
+                              f"tables; expected exactly one")
+    return have[0]
+
+
+def supernet_eval(truth: GroundTruth | str | os.PathLike,
+                  labels: LabelTable | str | os.PathLike | Sequence[LabelTable | str | os.PathLike],
                   column: str = "ws_acc", *, metric: str = "valid_acc", n_boot: int = 1000,
                   seed: int = 0, out_dir: str | os.PathLike | None = None,
                   plot: bool = True) -> SupernetEval:
-    """Evaluate ``labels[column]`` against ``truth`` (objects or file paths). With ``out_dir``,
-    write ``supernet_eval.json`` and (``plot``) ``scatter.png`` there."""
+    """Evaluate ``labels[column]`` against ``truth`` (objects or file paths). ``labels`` may be
+    several tables; ``column = "ws_acc+zc_jacov"`` judges the rank average of those columns
+    (:func:`fused_labels`). With ``out_dir``, write ``supernet_eval.json`` and (``plot``)
+    ``scatter.png`` there."""
     gt = truth if isinstance(truth, GroundTruth) else read_groundtruth(truth)
-    lab = labels if isinstance(labels, LabelTable) else LabelTable.read_csv(labels)
+    lab = fused_labels(labels, column)
     aligned = align(gt, lab, column, metric=metric)
     res = evaluate_scores(aligned, column=column, truth_metric=metric, n_boot=n_boot, seed=seed)
     res.space = gt.space

@@ -285,6 +285,56 @@ class LabelTable:
                    archs=archs if acol is not None else None)
 
 
+def rank_average(tables: Sequence[LabelTable], columns: Sequence[str]) -> LabelTable:
+    """One weak label from several: the mean of each column's rank (larger value = better),
+    over the keys present in every table, in the first table's order.
+
+    Each column is read from the one table that has it (a column in two tables is an error:
+    which one is meant?). Ranks are taken among the shared keys only, so the result does not
+    depend on rows that cannot be fused; ties share their average rank; a NaN value ranks
+    worst and is named in the row's note. The column is called ``"+".join(columns)``. On the
+    NB201 Fashion-MNIST table, a SPOS supernet's ``ws_acc`` rank-averaged with jacov ranked
+    better than either, and better than RD-NAS (BENCHMARKS.md, issue 13)."""
+    from scipy.stats import rankdata
+
+    if not tables:
+        raise LabelTableError("rank_average needs at least one label table")
+    columns = [canonical_column(str(c)) for c in columns]
+    if len(columns) < 2:
+        raise LabelTableError(f"rank_average needs at least two columns, got {columns}")
+    if len(set(columns)) != len(columns):
+        raise LabelTableError(f"columns {columns} name one column twice")
+    spaces = sorted({t.space for t in tables if t.space})
+    if len(spaces) > 1:
+        raise SpaceMismatchError(f"the label tables are for different spaces: {spaces}")
+    owner: dict[str, LabelTable] = {}
+    for c in columns:
+        have = [t for t in tables if c in t.columns]
+        if not have:
+            raise LabelTableError(f"no label table has column {c!r}; available: "
+                                  f"{sorted({n for t in tables for n in t.columns})}")
+        if len(have) > 1:
+            raise LabelTableError(f"column {c!r} is in {len(have)} of the label tables; "
+                                  f"give it in one only")
+        owner[c] = have[0]
+    keys = [k for k in tables[0].keys if all(k in t for t in tables[1:])]
+    if not keys:
+        raise LabelTableError(f"the {len(tables)} label tables share no key")
+    total = np.zeros(len(keys))
+    nan_cols: list[list[str]] = [[] for _ in keys]
+    for c in columns:
+        t = owner[c]
+        v = t.column(c)[[t.index(k) for k in keys]]
+        for i in np.flatnonzero(np.isnan(v)):
+            nan_cols[i].append(c)
+        total += rankdata(np.where(np.isnan(v), -np.inf, v))  # NaN: worst
+    notes = [f"NaN ranked worst: {', '.join(n)}" if n else "" for n in nan_cols]
+    first = tables[0]
+    archs = None if first.arch_texts is None else [first.arch_texts[first.index(k)] for k in keys]
+    return LabelTable(keys, {"+".join(columns): total / len(columns)}, space=spaces[0] if spaces
+                      else "", notes=notes, archs=archs)
+
+
 def _fmt(v: float) -> str:
     return repr(float(v))  # round-trips exactly; 'nan' / 'inf' stay readable
 

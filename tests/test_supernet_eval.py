@@ -178,4 +178,60 @@ def test_cli(tmp_path, capsys):
     assert "kendall_tau      0.8000" in out and "noise ceiling" in out
     assert (tmp_path / "ev" / "supernet_eval.json").is_file()
     assert main(base) == 2
-    assert "exactly one of --labels and --supernet" in capsys.readouterr().err
+    assert "give --labels, --supernet or both" in capsys.readouterr().err
+
+
+def test_rank_average_by_hand():
+    from nasrank.spaces.labels import rank_average
+
+    a = LabelTable(KEYS, {"ws_acc": [0.1, 0.5, 0.3, 0.3, 0.9]}, space="nb201")
+    # the second table lacks KEYS[4] and holds an extra key: both are left out of the ranks
+    extra = NB.key(NB.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    b = LabelTable([KEYS[3], KEYS[2], KEYS[1], KEYS[0], extra],
+                   {"zc_jacob_cov": [7.0, float("nan"), 1.0, 2.0, 100.0]}, space="nb201")
+    fused = rank_average([a, b], ["ws_acc", "zc_jacov"])
+    assert fused.keys == KEYS[:4] and fused.names == ["ws_acc+zc_jacov"]
+    # ws_acc over KEYS[:4]: 0.1 0.5 0.3 0.3 -> ranks 1, 4, 2.5, 2.5
+    # jacov: KEYS[0] 2.0, KEYS[1] 1.0, KEYS[2] NaN (worst), KEYS[3] 7.0 -> ranks 3, 2, 1, 4
+    assert fused.column("ws_acc+zc_jacov").tolist() == [2.0, 3.0, 1.75, 3.25]
+    assert fused.notes[2] == "NaN ranked worst: zc_jacov" and fused.notes[0] == ""
+
+
+def test_rank_average_refusals():
+    from nasrank.spaces.labels import rank_average
+
+    a = LabelTable(KEYS, {"ws_acc": np.arange(5.0), "flops": np.arange(5.0)}, space="nb201")
+    b = LabelTable(KEYS, {"ws_acc": np.arange(5.0)}, space="nb201")
+    with pytest.raises(LabelTableError, match="'ws_acc' is in 2"):
+        rank_average([a, b], ["ws_acc", "flops"])
+    with pytest.raises(LabelTableError, match="no label table has column 'zc_nwot'"):
+        rank_average([a], ["ws_acc", "zc_nwot"])
+    with pytest.raises(LabelTableError, match="at least two columns"):
+        rank_average([a], ["ws_acc"])
+    with pytest.raises(SpaceMismatchError):
+        rank_average([a, LabelTable(KEYS, {"x": np.arange(5.0)}, space="nb101")], ["ws_acc", "x"])
+    with pytest.raises(LabelTableError, match="share no key"):
+        rank_average([a, LabelTable(["k1"], {"x": [1.0]}, space="nb201")], ["ws_acc", "x"])
+
+
+def test_cli_judges_a_rank_average_of_two_tables(tmp_path, capsys):
+    from nasrank.search.cli import main
+
+    vals = np.array([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], dtype=float)
+    write_groundtruth(_truth(vals), tmp_path / "gt.csv")
+    # each label alone swaps a different pair; their rank average is the truth's order
+    LabelTable(KEYS, {"ws_acc": [2, 1, 3, 4, 5]}, space="nb201").to_csv(tmp_path / "weak.csv")
+    LabelTable(KEYS, {"zc_jacov": [1, 2, 3, 5, 4.5]}, space="nb201").to_csv(tmp_path / "zc.csv")
+    base = ["supernet-eval", "--truth", str(tmp_path / "gt.csv"), "--bootstrap", "0",
+            "--labels", f"{tmp_path / 'weak.csv'},{tmp_path / 'zc.csv'}"]
+    assert main(base + ["--column", "ws_acc"]) == 0
+    assert "kendall_tau      0.8000" in capsys.readouterr().out  # 1 discordant pair of 10
+    assert main(base + ["--column", "ws_acc+zc_jacov"]) == 0
+    # mean ranks (1.5, 1.5, 3, 4.5, 4.5): 8 concordant pairs, 2 tied -> tau-b = 8 / sqrt(10 * 8)
+    res = supernet_eval(read_groundtruth(tmp_path / "gt.csv"),
+                        [tmp_path / "weak.csv", tmp_path / "zc.csv"], "ws_acc+zc_jacov", n_boot=0)
+    want = stats.kendalltau([1, 2, 3, 4, 5], [1.5, 1.5, 3, 4.5, 4.5]).statistic
+    assert res.metrics["kendall_tau"]["value"] == pytest.approx(want)
+    assert want == pytest.approx(8 / np.sqrt(80))
+    assert main(base + ["--column", "ws_acc+nope"]) == 2
+    assert "no label table has column 'nope'" in capsys.readouterr().err

@@ -107,18 +107,23 @@ class SupernetEvalCommand(Command):
     seed-averaged ground truth, each with a bootstrap 95% interval over architectures, the
     truth's noise ceiling (Kendall tau between its seeds) and tau / ceiling. --supernet
     evaluates a trained supernet checkpoint on the truth's archs first (weak labels written to
-    <out>/weak_labels.csv, on the validation split of the truth's recipe).
+    <out>/weak_labels.csv, on the validation split of the truth's recipe). A column "a+b" judges
+    the rank average of columns a and b, from one or several tables (--labels x.csv,y.csv).
     """
 
     examples = (
         "  nasrank supernet-eval --truth gt.csv --labels weak.csv --column ws_acc --out ev\n"
         "  nasrank supernet-eval --truth gt.csv --supernet runs/sn/supernet --data-root "
-        "../shared/data/fashion-mnist --out ev\n")
+        "../shared/data/fashion-mnist --out ev\n"
+        "  nasrank supernet-eval --truth gt.csv --labels weak.csv,proxies.csv "
+        "--column ws_acc+zc_jacov --out ev\n")
 
     truth: str | None = option(None, "ground-truth CSV (from nasrank groundtruth)")
-    labels: str | None = option(None, "weak-label table (CSV with a key column)")
+    labels: tuple[str, ...] = option((), "weak-label tables (comma-separated CSVs with a key "
+                                     "column); --column a+b judges the rank average of a and b")
     supernet: str | None = option(None, "supernet checkpoint (supernet.pt or its folder)")
-    column: str = option("ws_acc", "weak-label column to judge (larger = better)")
+    column: str = option("ws_acc", "weak-label column to judge (larger = better), or columns "
+                         "joined by + (their rank average, e.g. ws_acc+zc_jacov)")
     metric: str = option("valid_acc", "ground-truth metric (valid_acc, test_acc, ...)")
     data_root: str | None = option(None, DATA_ROOT + " (with --supernet)")
     out: str | None = option(None, "folder for supernet_eval.json, scatter.png (and the weak "
@@ -137,17 +142,18 @@ class SupernetEvalCommand(Command):
         from nasrank.search.groundtruth import read_groundtruth
 
         require(self, "truth")
-        if (self.labels is None) == (self.supernet is None):
-            raise ConfigError("nasrank supernet-eval: give exactly one of --labels and "
-                              "--supernet")
+        if not self.labels and self.supernet is None:
+            raise ConfigError("nasrank supernet-eval: give --labels, --supernet or both (both: "
+                              "the supernet's weak labels next to the tables, e.g. to judge "
+                              "--column ws_acc+zc_jacov)")
         gt = read_groundtruth(self.truth)
-        labels = self.labels
+        labels: list = list(self.labels)
         if self.supernet is not None:
             folder = Path(self.out) if self.out is not None else Path(tempfile.mkdtemp())
-            labels = weak_labels_for_truth(
+            labels.insert(0, weak_labels_for_truth(
                 gt, self.supernet, folder / "weak_labels.csv", data_root=self.data_root,
                 bn_batches=self.bn_batches, device=resolve_device(self.device), seed=self.seed,
-                progress=console.progress)
+                progress=console.progress))
         res = supernet_eval(gt, labels, self.column, metric=self.metric, n_boot=self.bootstrap,
                             seed=self.seed, out_dir=self.out)
         console.say(f"{self.column} vs stand-alone {self.metric} over {res.n_archs} archs "
