@@ -127,3 +127,45 @@ def test_heldout_report_refuses_too_few_seeds(reports, tmp_path):
     with pytest.raises(SystemExit, match=r"need >= 2 seeds"):
         heldout.main(["--seeds", "8", "--strategies", str(p["strategies"]),
                       "--ennas", *map(str, p["ennas"])])
+
+
+def test_label_fusion_report_by_hand(monkeypatch, tmp_path):
+    """Two seeds of 5 archs: per seed, tau of each label and of the rank averages."""
+    import numpy as np
+
+    from nasrank.search.groundtruth import GroundTruth, write_groundtruth
+    from nasrank.spaces import get_space
+    from nasrank.spaces.labels import LabelTable
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import report_label_fusion
+
+    nb = get_space("nb201")
+    keys = sorted({nb.key(nb.sample(np.random.default_rng(i))) for i in range(40)})[:5]
+    rows = [{"index": a, "key": k, "arch": k, "seed": 0, "valid_acc": float(a + 1),
+             "test_acc": 0.5, "valid_loss": 1.0, "test_loss": 1.0, "seconds": 1.0}
+            for a, k in enumerate(keys)]
+    write_groundtruth(GroundTruth("nb201", {"space": "nb201"}, keys, [0], (0, 1), rows),
+                      tmp_path / "gt.csv")
+    runs = tmp_path / "runs"
+    # truth order 1..5; spos swaps the two worst, the teacher the two best, rdnas is exact
+    for s in (6, 7):
+        for name, col, vals in (("spos", "ws_acc", [2, 1, 3, 4, 5]),
+                                ("rdnas", "ws_acc", [1, 2, 3, 4, 5]),
+                                ("proxy_jacov", "teacher", [1, 2, 3, 5, 4])):
+            d = runs / f"{name}_s{s}"
+            d.mkdir(parents=True)
+            LabelTable(keys, {col: np.array(vals, float)}, space="nb201").to_csv(d / "labels.csv")
+    rep = report_label_fusion.main(["--truth", str(tmp_path / "gt.csv"), "--runs", str(runs),
+                                    "--seeds", "6-7"])
+    sys.modules.pop("report_label_fusion", None)
+    r = rep["runs"]
+    assert r["spos"] == pytest.approx([0.8, 0.8])  # 1 discordant pair of 10
+    assert r["rdnas"] == pytest.approx([1.0, 1.0])
+    assert r["teacher jacov"] == pytest.approx([0.8, 0.8])
+    # spos + teacher: mean ranks 1.5 1.5 3 4.5 4.5 -> tau-b 8 / sqrt(10 * 8)
+    assert r["spos+jacov"] == pytest.approx([8 / np.sqrt(80)] * 2)
+    # rdnas + teacher: 1 2 3 4.5 4.5 -> 9 concordant, 1 tie: 9 / sqrt(10 * 9)
+    assert r["rdnas+jacov"] == pytest.approx([9 / np.sqrt(90)] * 2)
+    assert rep["paired"]["spos+jacov - teacher jacov"]["mean"] == pytest.approx(
+        8 / np.sqrt(80) - 0.8)
