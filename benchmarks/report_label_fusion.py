@@ -1,7 +1,7 @@
 """Weak labels fused by rank average against each alone, paired seed by seed (issue 13).
 
 Reads the per-seed label tables a ``bench_strategies.py --runs spos rdnas proxy:<teacher>`` run
-wrote (``<dir>/spos_s<seed>/labels.csv``, ``rdnas_s<seed>``, ``proxy_<teacher>_s<seed>``; several
+(RD-NAS optional: without it, SPOS and the teacher only) wrote (``<dir>/spos_s<seed>/labels.csv``, ``rdnas_s<seed>``, ``proxy_<teacher>_s<seed>``; several
 ``--runs`` folders may hold different seeds) and judges, on the ground truth, each label alone
 and the rank averages SPOS ``ws_acc`` + teacher and RD-NAS ``ws_acc`` + teacher
 (:func:`nasrank.search.evaluate.fused_labels`, what ``nasrank supernet-eval --column a+b``
@@ -48,15 +48,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     truth = read_groundtruth(args.truth)
     seeds = sorted(set(parse_seeds(args.seeds)))
+    with_rd = all(any((f / f"rdnas_s{s}").is_dir() for f in args.runs) for s in seeds)
+    if not with_rd:
+        print("no RD-NAS labels for every seed: SPOS, the teacher and their rank average only")
     names = ["spos", "rdnas", f"teacher {args.teacher}", f"spos+{args.teacher}",
              f"rdnas+{args.teacher}"]
+    if not with_rd:
+        names = [names[0], names[2], names[3]]
     table = []
     for s in seeds:
         spos = _find(args.runs, f"spos_s{s}")
-        rd = _find(args.runs, f"rdnas_s{s}")
         teacher = _find(args.runs, f"proxy_{args.teacher}_s{s}")
-        cases = [([spos], "ws_acc"), ([rd], "ws_acc"), ([teacher], "teacher"),
-                 ([spos, teacher], "ws_acc+teacher"), ([rd, teacher], "ws_acc+teacher")]
+        cases = [([spos], "ws_acc"), ([teacher], "teacher"), ([spos, teacher], "ws_acc+teacher")]
+        if with_rd:
+            rd = _find(args.runs, f"rdnas_s{s}")
+            cases = [cases[0], ([rd], "ws_acc"), cases[1], cases[2], ([rd, teacher], "ws_acc+teacher")]
         row = []
         for tables, column in cases:
             lab = fused_labels(tables, column)
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("| mean | " + " | ".join(f"{v:.3f}" for v in t.mean(0)) + " |\n")
     report = {"seeds": seeds, "runs": {n: t[:, i].tolist() for i, n in enumerate(names)},
               "paired": {}}
-    for a, b in ((3, 2), (4, 2), (3, 1), (4, 1), (3, 4)):
+    pairs = ((3, 2), (4, 2), (3, 1), (4, 1), (3, 4)) if with_rd else ((2, 1), (2, 0))
+    for a, b in pairs:
         diff = t[:, a] - t[:, b]
         lo, hi = boot_ci(diff)
         print(f"{names[a]} - {names[b]}: {paired(diff)}, 95 % bootstrap of the mean "

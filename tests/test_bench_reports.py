@@ -169,3 +169,14 @@ def test_label_fusion_report_by_hand(monkeypatch, tmp_path):
     assert r["rdnas+jacov"] == pytest.approx([9 / np.sqrt(90)] * 2)
     assert rep["paired"]["spos+jacov - teacher jacov"]["mean"] == pytest.approx(
         8 / np.sqrt(80) - 0.8)
+    import shutil
+
+    for s in (6, 7):  # without RD-NAS labels: SPOS, the teacher and their fusion only
+        shutil.rmtree(runs / f"rdnas_s{s}")
+    import report_label_fusion
+
+    rep = report_label_fusion.main(["--truth", str(tmp_path / "gt.csv"), "--runs", str(runs),
+                                    "--seeds", "6-7"])
+    sys.modules.pop("report_label_fusion", None)
+    assert list(rep["runs"]) == ["spos", "teacher jacov", "spos+jacov"]
+    assert rep["runs"]["spos+jacov"] == pytest.approx([8 / np.sqrt(80)] * 2)
