@@ -112,6 +112,8 @@ class SupernetEval:
     space: str = ""
     truth_path: str = ""
     nan_as_worst: int = 0
+    #: the weak-label tables judged (file paths; "<LabelTable of N rows>" for objects)
+    label_sources: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,6 +244,9 @@ def supernet_eval(truth: GroundTruth | str | os.PathLike,
     res = evaluate_scores(aligned, column=column, truth_metric=metric, n_boot=n_boot, seed=seed)
     res.space = gt.space
     res.truth_path = str(gt.path) if gt.path is not None else ""
+    items = [labels] if isinstance(labels, (LabelTable, str, os.PathLike)) else list(labels)
+    res.label_sources = [f"<LabelTable of {len(t)} rows>" if isinstance(t, LabelTable) else str(t)
+                         for t in items]
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

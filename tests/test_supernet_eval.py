@@ -232,6 +232,7 @@ def test_cli_judges_a_rank_average_of_two_tables(tmp_path, capsys):
                         [tmp_path / "weak.csv", tmp_path / "zc.csv"], "ws_acc+zc_jacov", n_boot=0)
     want = stats.kendalltau([1, 2, 3, 4, 5], [1.5, 1.5, 3, 4.5, 4.5]).statistic
     assert res.metrics["kendall_tau"]["value"] == pytest.approx(want)
+    assert res.label_sources == [str(tmp_path / "weak.csv"), str(tmp_path / "zc.csv")]
     assert want == pytest.approx(8 / np.sqrt(80))
     assert main(base + ["--column", "ws_acc+nope"]) == 2
     assert "no label table has column 'nope'" in capsys.readouterr().err
