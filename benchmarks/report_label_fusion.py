@@ -1,8 +1,9 @@
 """Weak labels fused by rank average against each alone, paired seed by seed (issue 13).
 
 Reads the per-seed label tables a ``bench_strategies.py --runs spos rdnas proxy:<teacher>`` run
-(RD-NAS optional: without it, SPOS and the teacher only) wrote (``<dir>/spos_s<seed>/labels.csv``, ``rdnas_s<seed>``, ``proxy_<teacher>_s<seed>``; several
-``--runs`` folders may hold different seeds) and judges, on the ground truth, each label alone
+wrote (``<dir>/spos_s<seed>/labels.csv``, ``rdnas_s<seed>``, ``proxy_<teacher>_s<seed>``; RD-NAS
+optional: without it, SPOS and the teacher only; several ``--runs`` folders may hold different
+seeds) and judges, on the ground truth, each label alone
 and the rank averages SPOS ``ws_acc`` + teacher and RD-NAS ``ws_acc`` + teacher
 (:func:`nasrank.search.evaluate.fused_labels`, what ``nasrank supernet-eval --column a+b``
 judges). Prints Kendall tau per seed and the paired differences (exact sign-flip p, 95 %

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
-from nasrank.proxy_names import canonical_column
-from nasrank.spaces.labels import LabelTable, rank_average
+from nasrank.spaces.labels import LabelTable, rank_average, table_with_column
 
 from .groundtruth import GroundTruth, load_recipe_data, read_groundtruth, seed_agreement
 
@@ -210,27 +209,29 @@ def evaluate_scores(aligned: Aligned, *, column: str = "score", truth_metric: st
                    "tau_over_ceiling": interval("tau_over_ceiling", ratio)})
 
 
-def fused_labels(labels: LabelTable | str | os.PathLike | Sequence[LabelTable | str | os.PathLike],
-                 column: str) -> LabelTable:
+LabelSource = LabelTable | str | os.PathLike
+
+
+def _label_items(labels: LabelSource | Sequence[LabelSource]) -> list[LabelSource]:
+    return [labels] if isinstance(labels, (LabelTable, str, os.PathLike)) else list(labels)
+
+
+def fused_labels(labels: LabelSource | Sequence[LabelSource], column: str) -> LabelTable:
     """The one table holding ``column`` among ``labels`` (tables or CSV paths), or, for
     ``column = "a+b+..."``, the rank average of those columns (:func:`rank_average`)."""
-    items = [labels] if isinstance(labels, (LabelTable, str, os.PathLike)) else list(labels)
-    tables = [t if isinstance(t, LabelTable) else LabelTable.read_csv(t) for t in items]
+    tables = [t if isinstance(t, LabelTable) else LabelTable.read_csv(t)
+              for t in _label_items(labels)]
     if not tables:
         raise LabelTableError("no weak-label table given")
     if "+" in column:
-        return rank_average(tables, [c for c in column.split("+")])
+        return rank_average(tables, column.split("+"))
     if len(tables) == 1:
-        return tables[0]
-    have = [t for t in tables if canonical_column(column) in t.columns]
-    if len(have) != 1:
-        raise LabelTableError(f"column {column!r} is in {len(have)} of the {len(tables)} label "
-                              f"tables; expected exactly one")
-    return have[0]
+        return tables[0]  # align() names the column if it is missing
+    return table_with_column(tables, column)
 
 
 def supernet_eval(truth: GroundTruth | str | os.PathLike,
-                  labels: LabelTable | str | os.PathLike | Sequence[LabelTable | str | os.PathLike],
+                  labels: LabelSource | Sequence[LabelSource],
                   column: str = "ws_acc", *, metric: str = "valid_acc", n_boot: int = 1000,
                   seed: int = 0, out_dir: str | os.PathLike | None = None,
                   plot: bool = True) -> SupernetEval:
@@ -244,9 +245,8 @@ def supernet_eval(truth: GroundTruth | str | os.PathLike,
     res = evaluate_scores(aligned, column=column, truth_metric=metric, n_boot=n_boot, seed=seed)
     res.space = gt.space
     res.truth_path = str(gt.path) if gt.path is not None else ""
-    items = [labels] if isinstance(labels, (LabelTable, str, os.PathLike)) else list(labels)
     res.label_sources = [f"<LabelTable of {len(t)} rows>" if isinstance(t, LabelTable) else str(t)
-                         for t in items]
+                         for t in _label_items(labels)]
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

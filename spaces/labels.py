@@ -285,6 +285,20 @@ class LabelTable:
                    archs=archs if acol is not None else None)
 
 
+def table_with_column(tables: Sequence[LabelTable], column: str) -> LabelTable:
+    """The one table among ``tables`` that has ``column`` (an alias is accepted); none, or two
+    (which one is meant?), is an error."""
+    column = canonical_column(str(column))
+    have = [t for t in tables if column in t.columns]
+    if not have:
+        raise LabelTableError(f"no label table has column {column!r}; available: "
+                              f"{sorted({n for t in tables for n in t.columns})}")
+    if len(have) > 1:
+        raise LabelTableError(f"column {column!r} is in {len(have)} of the label tables; "
+                              f"give it in one only")
+    return have[0]
+
+
 def rank_average(tables: Sequence[LabelTable], columns: Sequence[str]) -> LabelTable:
     """One weak label from several: the mean of each column's rank (larger value = better),
     over the keys present in every table, in the first table's order.
@@ -307,16 +321,7 @@ def rank_average(tables: Sequence[LabelTable], columns: Sequence[str]) -> LabelT
     spaces = sorted({t.space for t in tables if t.space})
     if len(spaces) > 1:
         raise SpaceMismatchError(f"the label tables are for different spaces: {spaces}")
-    owner: dict[str, LabelTable] = {}
-    for c in columns:
-        have = [t for t in tables if c in t.columns]
-        if not have:
-            raise LabelTableError(f"no label table has column {c!r}; available: "
-                                  f"{sorted({n for t in tables for n in t.columns})}")
-        if len(have) > 1:
-            raise LabelTableError(f"column {c!r} is in {len(have)} of the label tables; "
-                                  f"give it in one only")
-        owner[c] = have[0]
+    owner = {c: table_with_column(tables, c) for c in columns}
     keys = [k for k in tables[0].keys if all(k in t for t in tables[1:])]
     if not keys:
         raise LabelTableError(f"the {len(tables)} label tables share no key")

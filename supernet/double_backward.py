@@ -193,8 +193,6 @@ class _BatchNormBackward(torch.autograd.Function):
             d_x = d_x.addcmul_(g_out, s * c_g)
             if a is not None:
                 d_x = d_x.addcmul_(a, s * c_a)
-        if d_w is not None and weight is None:
-            d_w = None
         return d_g, d_x, d_w, None, None, None, None, None
 
 
