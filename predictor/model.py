@@ -9,6 +9,7 @@ architectures, higher = better. Architectures with the same canonical key get th
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from nasrank.spaces.base import SearchSpace
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
 from nasrank.spaces.labels import LabelTable
 
-from .encoder import PredictorNet
+from .encoder import PredictorNet, SeededDropout
 from .dense import DENSE_MAX_NODES, DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
@@ -65,6 +66,12 @@ def _check_compile(value: Any) -> str | None:
     if isinstance(value, str) and value in COMPILE_MODES:
         return value
     raise NasrankError(f"compile must be True, False or one of {COMPILE_MODES}, got {value!r}")
+
+
+def _draws_dropout(net: torch.nn.Module) -> bool:
+    """Whether a training forward pass of ``net`` draws dropout masks (which a whole-step
+    ``torch.compile`` graph cannot: seeded masks come from a ``torch.Generator``)."""
+    return any(isinstance(m, (torch.nn.Dropout, SeededDropout)) and m.p > 0 for m in net.modules())
 
 
 def _adam(params: Any, **kw: Any) -> FlatAdam:
@@ -129,6 +136,7 @@ class RankingPredictor:
         self.label_mean = np.zeros(0)
         self.label_std = np.ones(0)
         self.pretrained = False
+        self._compiled_whole_step = False  # set by pretrain(compile=...), for tests
         self.loss_name: str | None = None
         self.y_mean, self.y_std = 0.0, 1.0
         self.net = self._build(num_tasks=0)
@@ -304,12 +312,15 @@ class RankingPredictor:
         ``archs``. ``weights``: one per column (default 1). Returns ``{"loss": [per epoch]}``.
         Pretraining again starts from the seeded initial encoder.
 
-        ``compile``: run the forward pass and the loss through ``torch.compile`` (``True``:
-        its default mode; a string: that mode, e.g. ``"reduce-overhead"`` for CUDA graphs on
-        a GPU). Dense path only (fixed shapes: one compilation per batch size, so two per
-        run). Only long runs earn it back: on the 2-core CPU a batch-20 NB201 epoch took
-        0.75-1.0x the eager time, after 11-58 s of compilation (BENCHMARKS.md, issue 16).
-        Results match the eager run to float rounding, not bit for bit.
+        ``compile``: run the training step through ``torch.compile`` (``True``: its default
+        mode; a string: that mode, e.g. ``"reduce-overhead"`` for CUDA graphs on a GPU). The
+        forward pass, its gradient and the Adam update become one graph
+        (:meth:`FlatAdam.compiled_step`), except with dropout (its seeded masks cannot be drawn
+        inside a graph) or CUDA graphs on a GPU: then the forward pass and loss alone. Dense
+        path only (fixed shapes: one compilation per batch size, so two per run). Only long
+        runs earn it back: on the 2-core CPU a batch-20 NB201 epoch took ~0.7x the eager time,
+        after 10-60 s of compilation (BENCHMARKS.md, issue 16). Results match the eager run to
+        float rounding, not bit for bit.
         """
         compile_mode = _check_compile(compile)
         if compile_mode is not None and not self._graphs.dense:
@@ -359,13 +370,32 @@ class RankingPredictor:
         z = z.to(self.device)
         net = self.net
 
-        def batch_loss(x, adj, mask, num_graphs, hparams, target):
-            out = net.forward_aux(x, adj, mask, num_graphs, hparams)
+        def module_loss(module, x, adj, mask, num_graphs, hparams, target):
+            out = module.forward_aux(x, adj, mask, num_graphs, hparams)
             return ((out - target) ** 2).mean(dim=0) @ w_t
 
+        def eager_step(*inputs):
+            loss = batch_loss(*inputs)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        batch_loss = functools.partial(module_loss, net)
+        train_step = eager_step
+        self._compiled_whole_step = False
         if compile_mode is not None:
-            batch_loss = torch.compile(batch_loss, dynamic=False,
-                                       mode=None if compile_mode == "default" else compile_mode)
+            mode = None if compile_mode == "default" else compile_mode
+            # CUDA graphs (on a GPU, these two modes) want fixed input buffers, and the whole
+            # step mutates Adam's; that combination is untested (no GPU lent), so there the
+            # forward and loss are compiled alone, as before
+            cuda_graphs = self.device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+            if opt.flat is not None and not _draws_dropout(net) and not cuda_graphs:
+                # forward, backward and Adam as one graph (FlatAdam.compiled_step)
+                train_step = opt.compiled_step(net, module_loss, mode=mode)
+                self._compiled_whole_step = True
+            else:  # seeded dropout masks come from a torch.Generator: compile the loss only
+                batch_loss = torch.compile(batch_loss, dynamic=False, mode=mode)
         self.net.train()
         try:
             for _ in tqdm(range(epochs), desc="pretrain", disable=not progress):
@@ -374,10 +404,7 @@ class RankingPredictor:
                 total = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
                 for s in range(0, len(keys), batch_size):
                     idx, idx_dev = perm[s:s + batch_size], perm_dev[s:s + batch_size]
-                    loss = batch_loss(*batch_of(idx, idx_dev).inputs(), z[idx_dev])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+                    loss = train_step(*batch_of(idx, idx_dev).inputs(), z[idx_dev])
                     sched.step()
                     total.add_(loss.detach(), alpha=len(idx))
                 history["loss"].append(float(total) / len(keys))

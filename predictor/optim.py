@@ -11,7 +11,7 @@ outside the training loop (state dicts, checkpoints) sees the difference.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -88,6 +88,68 @@ class FlatAdam:
             self._direct = False
             self.optimizer.step()
 
+    def compiled_step(
+        self, module: nn.Module, loss: Callable[..., torch.Tensor], *, mode: str | None = None,
+    ) -> Callable[..., torch.Tensor]:
+        """A whole training step as one ``torch.compile`` graph: ``step(*inputs)`` computes
+        ``loss(module, *inputs)``, its gradient with respect to this optimiser's parameters
+        (``torch.func.grad_and_value`` over the flat buffer) and the Adam update, and returns
+        the detached loss. ``mode``: ``torch.compile``'s mode (``None``: its default).
+
+        Why: at AceNAS's 20-graph batches a compiled forward pass still leaves the autograd
+        engine, one gradient accumulation per parameter tensor, the guards of two compiled
+        calls and a separate Adam kernel to every step; as one graph the whole step was ~18 %
+        faster on the 2-core CPU (BENCHMARKS.md, issue 16). The update is :func:`adam_update_`,
+        torch's Adam formula. Nothing in ``loss`` may draw random numbers from a
+        ``torch.Generator`` (a graph break; pass masks in instead). The learning rate is read
+        from ``optimizer.param_groups`` at every call, so LR schedulers work as with
+        :meth:`step`, and Adam's state is the one :meth:`step` keeps (the two can be mixed).
+        """
+        if self.flat is None:
+            raise ValueError("compiled_step needs the flat float32 buffer (one device, cpu or cuda)")
+        ids = {id(p): i for i, p in enumerate(self.params)}
+        names: list[str | None] = [None] * len(self.params)
+        for name, p in module.named_parameters(remove_duplicate=False):
+            if id(p) in ids:
+                names[ids[id(p)]] = "module." + name
+        missing = [i for i, n in enumerate(names) if n is None]
+        if missing:
+            raise ValueError(f"parameters {missing} of this optimiser are not in the module")
+        shapes = [p.shape for p in self.params]
+        sizes = [p.numel() for p in self.params]
+        wrapper = _LossModule(module, loss)
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = (float(b) for b in group["betas"])
+        eps, weight_decay = float(group["eps"]), float(group["weight_decay"])
+
+        def step(flat, exp_avg, exp_avg_sq, step_t, lr, *inputs):
+            def objective(f):
+                views = {n: t.view(s) for n, t, s in zip(names, f.split(sizes), shapes)}
+                return torch.func.functional_call(wrapper, views, inputs, strict=False)
+
+            grad, value = torch.func.grad_and_value(objective)(flat)
+            adam_update_(flat, grad, exp_avg, exp_avg_sq, step_t, lr, beta1=beta1, beta2=beta2,
+                         eps=eps, weight_decay=weight_decay)
+            return value.detach()
+
+        compiled = torch.compile(step, dynamic=False, mode=mode)
+        flat = self.flat
+        state = self.optimizer.state[flat]
+        if not state:  # the state torch's fused Adam creates on its first step
+            state["step"] = torch.zeros((), dtype=torch.float32, device=flat.device)
+            state["exp_avg"] = torch.zeros_like(flat, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(flat, memory_format=torch.preserve_format)
+        lr = torch.zeros((), dtype=torch.float64, device=flat.device)
+
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
+            lr.fill_(float(group["lr"]))
+            # what torch.optim's step wrapper records, so LR schedulers know a step happened
+            self.optimizer._opt_called = True  # type: ignore[attr-defined]
+            return compiled(flat.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"],
+                            lr, *inputs)
+
+        return run
+
     def release(self) -> None:
         """Give each parameter its own storage again and drop the gradients (idempotent)."""
         if self.flat is None:
@@ -96,3 +158,36 @@ class FlatAdam:
             p.data = p.data.clone()
             p.grad = None
         self.flat = None
+
+
+class _LossModule(nn.Module):
+    """``module`` with ``loss(module, *inputs)`` as its forward, for ``functional_call``."""
+
+    def __init__(self, module: nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self._loss = loss
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._loss(self.module, *inputs)
+
+
+def adam_update_(
+    param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+    step: torch.Tensor, lr: torch.Tensor, *, beta1: float, beta2: float, eps: float,
+    weight_decay: float,
+) -> None:
+    """One step of ``torch.optim.Adam`` (L2 weight decay, no amsgrad) in place, in plain tensor
+    ops so that ``torch.compile`` fuses it with the step that computed ``grad``. ``step``: a
+    0-d tensor, incremented here; ``lr``: a 0-d tensor (a new rate needs no recompilation).
+    The bias corrections are computed in float64, as torch's fused kernel does."""
+    step.add_(1)
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    s = step.to(torch.float64)
+    bias1 = 1 - beta1 ** s
+    bias2_sqrt = (1 - beta2 ** s).sqrt()
+    denom = (exp_avg_sq.sqrt() / bias2_sqrt.to(param.dtype)).add_(eps)
+    param.sub_((lr / bias1).to(param.dtype) * exp_avg / denom)

@@ -66,6 +66,8 @@ def test_compiled_pretraining_matches_eager(space_name, head_dropout, sizes, two
         p = RankingPredictor(space, seed=0, dense=True, head_dropout=head_dropout, **sizes)
         # 50 cells at batch 16: three full batches and a tail of 2, so both shapes compile
         hist = p.pretrain(cells, labels, epochs=2, batch_size=16, compile=mode)
+        # the whole step (forward, gradient, Adam) is one graph unless dropout draws masks
+        assert p._compiled_whole_step == (mode and head_dropout == 0)
         runs[mode] = (hist["loss"], p.net.state_dict(), p.predict(cells))
     assert counters["stats"]["unique_graphs"] > graphs_before  # dynamo did compile the step
     (l0, s0, y0), (l1, s1, y1) = runs[False], runs[True]

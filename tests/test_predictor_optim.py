@@ -171,3 +171,74 @@ def test_flat_adam_falls_back_to_torch_adam_when_the_fused_kernel_refuses_its_ar
     monkeypatch.setattr(optim, "torch", TorchWithOtherKernel())
     step_side_by_side(ref, net, torch_opt, flat, steps=4, seed=3)
     assert not flat._direct and int(flat.optimizer.state[flat.flat]["step"]) == 4
+
+
+def test_adam_update_is_torch_adam():
+    """``adam_update_`` (the update inside the whole-step graph) against torch's own Adam, with
+    weight decay and a learning rate that changes between steps."""
+    from nasrank.predictor.optim import adam_update_
+
+    g = torch.Generator().manual_seed(3)
+    start = torch.randn(50, generator=g)
+    ref = nn.Parameter(start.clone())
+    torch_opt = torch.optim.Adam([ref], lr=0.1, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05,
+                                 foreach=False)
+    p, m, v = start.clone(), torch.zeros(50), torch.zeros(50)
+    step, lr = torch.zeros(()), torch.zeros((), dtype=torch.float64)
+    for i in range(8):
+        grad = torch.randn(50, generator=g)
+        rate = 0.1 / (1 + i)
+        torch_opt.param_groups[0]["lr"] = rate
+        ref.grad = grad.clone()
+        torch_opt.step()
+        lr.fill_(rate)
+        adam_update_(p, grad, m, v, step, lr, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.05)
+    torch.testing.assert_close(p, ref.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(v, torch_opt.state[ref]["exp_avg_sq"], rtol=1e-6, atol=1e-9)
+    assert float(step) == 8
+
+
+def test_compiled_step_takes_the_steps_of_eager_flat_adam_under_a_schedule():
+    """One ``torch.compile`` graph for forward, gradient and Adam: the same weights and losses
+    as backward + ``FlatAdam.step`` on the same batches (float rounding apart), the scheduler's
+    rate reaching every step, and Adam's state shared with ``step``."""
+    ref, net = two_nets()
+    eager = FlatAdam(list(ref[0].parameters()) + list(ref[2].parameters()), lr=0.05,
+                     weight_decay=0.01)
+    fused = FlatAdam(list(net[0].parameters()) + list(net[2].parameters()), lr=0.05,
+                     weight_decay=0.01)
+    scheds = [torch.optim.lr_scheduler.StepLR(o.optimizer, step_size=2, gamma=0.3)
+              for o in (eager, fused)]
+
+    def loss(module, x):
+        return module[:3](x).square().mean()
+
+    step = fused.compiled_step(net, loss)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(5):
+        x = torch.randn(8, 4, generator=g)
+        eager.zero_grad()
+        want = loss(ref, x)
+        want.backward()
+        eager.step()
+        got = step(x)
+        assert not got.requires_grad
+        torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+        for s in scheds:
+            s.step()
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+    assert int(fused.optimizer.state[fused.flat]["step"]) == 5
+    fused.step()  # the eager step continues from the compiled steps' state
+    assert int(fused.optimizer.state[fused.flat]["step"]) == 6
+
+
+def test_compiled_step_refuses_what_it_cannot_run():
+    net = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="flat float32 buffer"):
+        FlatAdam(net.double().parameters(), lr=0.1, weight_decay=0.0).compiled_step(
+            net, lambda m, x: m(x).sum())
+    other = nn.Linear(3, 2)
+    opt = FlatAdam(other.parameters(), lr=0.1, weight_decay=0.0)
+    with pytest.raises(ValueError, match=r"parameters \[0, 1\] of this optimiser are not in the module"):
+        opt.compiled_step(nn.Linear(3, 2), lambda m, x: m(x).sum())
