@@ -5,8 +5,10 @@
     per-tensor Adam: what ``RankingPredictor`` did before the dense path) against the new one
     (dense batched path, fused Adam). Targets: new batch-20 epoch >= 3x faster than the old
     one, and <= 2x the new batch-512 epoch. Also the new path with ``pretrain(compile=True)``
-    (``torch.compile`` of the forward pass and loss; compiled once for both batch sizes before
-    the timed runs, the compile time reported; ``--no-compile`` skips these configs).
+    (forward, gradient and Adam as one ``torch.compile`` graph; compiled once for both batch
+    sizes before the timed runs, the compile time reported), and at batch 20 the earlier
+    compiled path that ``pretrain`` keeps for dropout (forward and loss compiled only:
+    ``compiled_loss_b20``); ``--no-compile`` skips these configs.
 (b) Weak labels: ``generate_weak_labels`` throughput (architectures/s) at the ``nasrank run``
     default sizes (NB201 supernet C=8 N=1, 16x16 digits as 3 channels, 20% validation split,
     batch 128, 8 BN batches) against its floor: the forward passes it must do anyway (the BN
@@ -91,27 +93,40 @@ def bench_pretrain(args: argparse.Namespace) -> dict[str, Any]:
         p.predict(archs)  # graph conversion outside the timed part
     configs = [("old_b20", False, 20, False), ("new_b20", True, 20, False),
                ("old_b512", False, 512, False), ("new_b512", True, 512, False)]
+    # "loss": the sixth session's compiled path (forward and loss compiled, autograd's backward
+    # and FlatAdam.step eager), which pretrain now takes only when dropout draws masks
+    draws_dropout = model._draws_dropout
+    loss_only = lambda net: True  # noqa: E731
     if not args.no_compile:
-        configs += [("compiled_b20", True, 20, True), ("compiled_b512", True, 512, True)]
+        configs += [("compiled_b20", True, 20, True), ("compiled_b512", True, 512, True),
+                    ("compiled_loss_b20", True, 20, "loss")]
         t0 = time.perf_counter()
         for bs in (20, 512):  # compile each batch shape (full and tail) outside the timed runs
             preds[True].pretrain(archs, labels, epochs=1, batch_size=bs, compile=True)
         compile_s = time.perf_counter() - t0
+        model._draws_dropout = loss_only
+        try:
+            preds[True].pretrain(archs, labels, epochs=1, batch_size=20, compile=True)
+        finally:
+            model._draws_dropout = draws_dropout
     runs: dict[str, list[dict[str, float]]] = {c[0]: [] for c in configs}
     try:
         for _ in range(args.repeats):  # interleaved, so that a load change hits every config
             for name, dense, bs, comp in configs:
                 model._adam = fused_adam if dense else plain_adam
-                runs[name].append(timed(lambda d=dense, b=bs, c=comp: preds[d].pretrain(
+                model._draws_dropout = loss_only if comp == "loss" else draws_dropout
+                runs[name].append(timed(lambda d=dense, b=bs, c=bool(comp): preds[d].pretrain(
                     archs, labels, epochs=1, batch_size=b, compile=c)))
     finally:
         model._adam = fused_adam
+        model._draws_dropout = draws_dropout
     res: dict[str, Any] = {"archs": len(archs), **{n: best(r) for n, r in runs.items()}}
     pairs = [("old_b20", "new_b20"), ("new_b20", "new_b512"), ("new_b20", "old_b512")]
     if not args.no_compile:
         res["compile_s_two_epochs"] = compile_s
         pairs += [("old_b20", "compiled_b20"), ("compiled_b20", "compiled_b512"),
-                  ("compiled_b20", "new_b512"), ("new_b20", "compiled_b20")]
+                  ("compiled_b20", "new_b512"), ("new_b20", "compiled_b20"),
+                  ("old_b20", "compiled_loss_b20"), ("compiled_loss_b20", "compiled_b20")]
     for a, b in pairs:
         for unit in ("wall_s", "cpu_s"):
             res[f"ratio_{a}_over_{b}_{unit}"] = res[a][unit] / res[b][unit]
