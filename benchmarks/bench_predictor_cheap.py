@@ -71,13 +71,16 @@ def cheap_labels(table) -> dict[str, np.ndarray]:
 
 def pretrained_pair(args, bench, archs, labels):
     """(plain, hybrid) predictors sharing one pretraining (cached in --work)."""
-    ckpt = Path(args.work) / f"pretrained_zc_e{args.pre_epochs}_b{args.pre_batch}.pt"
+    rank = f"_rank{args.pre_rank_weight:g}" if args.pre_rank_weight else ""
+    rank += f"_s{args.pre_seed}" if args.pre_seed else ""
+    ckpt = Path(args.work) / f"pretrained_zc_e{args.pre_epochs}_b{args.pre_batch}{rank}.pt"
     if not ckpt.exists():
-        pre = RankingPredictor(bench.space, device=args.device, seed=0)
+        pre = RankingPredictor(bench.space, device=args.device, seed=args.pre_seed)
         t0 = time.time()
-        hist = pre.pretrain(archs, labels, epochs=args.pre_epochs, batch_size=args.pre_batch)
+        hist = pre.pretrain(archs, labels, epochs=args.pre_epochs, batch_size=args.pre_batch,
+                            rank_weight=args.pre_rank_weight)
         pre.save(ckpt)
-        (Path(args.work) / "pretrain_log.json").write_text(json.dumps(
+        (Path(args.work) / f"pretrain_log{rank}.json").write_text(json.dumps(
             {"seconds": time.time() - t0, "epochs": args.pre_epochs, "batch": args.pre_batch,
              "labels": pre.label_names, "loss_last": hist["loss"][-1]}))
     plain = RankingPredictor.load(ckpt, space=bench.space, device=args.device)
@@ -175,12 +178,16 @@ def run_cvpr(args: argparse.Namespace) -> None:
     rest = np.setdiff1d(np.arange(len(archs)), lab)
     pre_idx = np.r_[lab, np.random.default_rng(0).choice(rest, args.cvpr_pre_archs - len(lab),
                                                         replace=False)]
-    ckpt = work / f"pretrained_cvpr_{args.cvpr_pre_archs}_e{args.cvpr_pre_epochs}_b{args.pre_batch}.pt"
+    rank = f"_rank{args.pre_rank_weight:g}" if args.pre_rank_weight else ""
+    rank += f"_s{args.pre_seed}" if args.pre_seed else ""
+    ckpt = work / (f"pretrained_cvpr_{args.cvpr_pre_archs}_e{args.cvpr_pre_epochs}"
+                   f"_b{args.pre_batch}{rank}.pt")
     if not ckpt.exists():
-        pre = RankingPredictor(space, device=args.device, seed=0)
+        pre = RankingPredictor(space, device=args.device, seed=args.pre_seed)
         t0 = time.time()
         pre.pretrain([archs[i] for i in pre_idx], {k: v[pre_idx] for k, v in weak.items()},
-                     epochs=args.cvpr_pre_epochs, batch_size=args.pre_batch)
+                     epochs=args.cvpr_pre_epochs, batch_size=args.pre_batch,
+                     rank_weight=args.pre_rank_weight)
         pre.save(ckpt)
         print(f"pretrained in {time.time() - t0:.0f}s", flush=True)
     plain = RankingPredictor.load(ckpt, space=space, device=args.device)
@@ -332,6 +339,9 @@ def main() -> None:
                     help="fine-tuning learning rate (default: fit's, 3e-5 after pretraining)")
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--pre-batch", type=int, default=128)
+    ap.add_argument("--pre-seed", type=int, default=0, help="seed of the pretraining run")
+    ap.add_argument("--pre-rank-weight", type=float, default=0.0,
+                    help="pretrain(rank_weight=...): RankNet on each label beside the MSE")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i")
     ap.add_argument("--report", action="store_true")

@@ -105,16 +105,25 @@ def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
     return (pair_loss * weights * pairs).sum(dim=(1, 2)).mean()
 
 
-def ranknet_loss(scores: torch.Tensor, relevance: torch.Tensor,
-                 mask: torch.Tensor | None = None, *, sigma: float = 1.0) -> torch.Tensor:
-    """RankNet: mean logistic loss ``log(1 + exp(-sigma (s_i - s_j)))`` over pairs with
-    rel_i > rel_j (Burges et al. 2005), then mean over lists that have pairs."""
+def ranknet_per_list(scores: torch.Tensor, relevance: torch.Tensor,
+                     mask: torch.Tensor | None = None, *, sigma: float = 1.0,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """RankNet's mean logistic loss ``log(1 + exp(-sigma (s_i - s_j)))`` over the pairs with
+    rel_i > rel_j of each list (``[lists, items]``; 0 for a list without such a pair), and each
+    list's pair count."""
     scores, rel, mask = _prepare(scores, relevance, mask)
     pairs = _pair_mask(rel, mask)
     diff = scores[:, :, None] - scores[:, None, :]
     per_pair = nn.functional.softplus(-sigma * diff)
     counts = pairs.sum(dim=(1, 2))
-    per_list = (per_pair * pairs).sum(dim=(1, 2)) / counts.clamp(min=1)
+    return (per_pair * pairs).sum(dim=(1, 2)) / counts.clamp(min=1), counts
+
+
+def ranknet_loss(scores: torch.Tensor, relevance: torch.Tensor,
+                 mask: torch.Tensor | None = None, *, sigma: float = 1.0) -> torch.Tensor:
+    """RankNet: mean logistic loss ``log(1 + exp(-sigma (s_i - s_j)))`` over pairs with
+    rel_i > rel_j (Burges et al. 2005), then mean over lists that have pairs."""
+    per_list, counts = ranknet_per_list(scores, relevance, mask, sigma=sigma)
     has = counts > 0
     if not bool(has.any()):
         return (scores * 0.0).sum()

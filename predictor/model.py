@@ -27,7 +27,8 @@ from .encoder import PredictorNet, SeededDropout
 from .dense import DENSE_MAX_NODES, DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
-from .losses import LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss
+from .losses import (LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss,
+                     ranknet_per_list)
 from .metrics import kendall_tau
 from .registry import COMPILE_MODES
 
@@ -303,7 +304,7 @@ class RankingPredictor:
         self, archs: Sequence[Any], labels: LabelTable | Mapping[str, Any], *,
         columns: Sequence[str] | None = None, weights: Sequence[float] | Mapping[str, float] | None = None,
         epochs: int = 300, batch_size: int = 20, lr: float = 1e-3, weight_decay: float = 1e-5,
-        compile: bool | str = False, progress: bool = False,
+        compile: bool | str = False, rank_weight: float = 0.0, progress: bool = False,
     ) -> dict:
         """Multi-task MSE pretraining on z-normalised weak labels (Adam, cosine schedule).
 
@@ -311,6 +312,12 @@ class RankingPredictor:
         ``columns`` picks the columns, default all) or a mapping name -> array aligned with
         ``archs``. ``weights``: one per column (default 1). Returns ``{"loss": [per epoch]}``.
         Pretraining again starts from the seeded initial encoder.
+
+        ``rank_weight``: add ``rank_weight`` x RankNet (ranking-aware pretraining, issue 15):
+        for each label, the mean logistic loss over the batch's pairs that the label orders,
+        weighted as the MSE terms. The MSE keeps the heads on the labels' scale (the hybrid
+        head reads them); the pairwise term cares only about each label's order, so a
+        heavy-tailed label weighs no more than its ranks. ``0``: AceNAS's MSE alone.
 
         ``compile``: run the training step through ``torch.compile`` (``True``: its default
         mode; a string: that mode, e.g. ``"reduce-overhead"`` for CUDA graphs on a GPU). The
@@ -330,6 +337,7 @@ class RankingPredictor:
         epochs = _check_positive_int("epochs", epochs)
         batch_size = _check_positive_int("batch_size", batch_size)
         lr, weight_decay = _check_nonneg_float("lr", lr), _check_nonneg_float("weight_decay", weight_decay)
+        rank_weight = _check_nonneg_float("rank_weight", rank_weight)
         keys = self._keys(archs, "pretrain")
         names, mat = self._label_matrix(archs, keys, labels, columns)
         if weights is None:
@@ -372,7 +380,10 @@ class RankingPredictor:
 
         def module_loss(module, x, adj, mask, num_graphs, hparams, target):
             out = module.forward_aux(x, adj, mask, num_graphs, hparams)
-            return ((out - target) ** 2).mean(dim=0) @ w_t
+            loss = ((out - target) ** 2).mean(dim=0) @ w_t
+            if rank_weight > 0:  # each label's column is one list over the batch
+                loss = loss + rank_weight * (ranknet_per_list(out.T, target.T)[0] @ w_t)
+            return loss
 
         def eager_step(*inputs):
             loss = batch_loss(*inputs)

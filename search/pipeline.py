@@ -449,8 +449,11 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
                                      seed=cfg.seed)
         if cfg.hybrid:  # only when set: folders pretrained before the option still resume
             settings["hybrid"] = True
+        if cfg.rank_weight:  # likewise
+            settings["rank_weight"] = cfg.rank_weight
         check_or_record(outp, settings)
-    plan = _PretrainPlan(cfg.epochs, cfg.hybrid, False if cfg.compile == "off" else cfg.compile)
+    plan = _PretrainPlan(cfg.epochs, cfg.hybrid, False if cfg.compile == "off" else cfg.compile,
+                         cfg.rank_weight)
     res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
     console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
 
@@ -460,6 +463,7 @@ class _PretrainPlan:
     pretrain_epochs: int
     hybrid: bool = False
     pretrain_compile: bool | str = False
+    pretrain_rank_weight: float = 0.0
 
 
 def finetune_command(cfg: Any, console: Any, *, device: str) -> None:

@@ -316,7 +316,8 @@ def pretrain_stage(cfg: Any, space: Any, table: Any, ctx: StageContext, *,
     model = RankingPredictor(space, device=ctx.device, seed=ctx.seeds.int("pretrain"),
                              hybrid=bool(getattr(cfg, "hybrid", False)))
     model.pretrain(rows, table, columns=cols, epochs=cfg.pretrain_epochs,
-                   compile=getattr(cfg, "pretrain_compile", False), progress=ctx.progress)
+                   compile=getattr(cfg, "pretrain_compile", False),
+                   rank_weight=getattr(cfg, "pretrain_rank_weight", 0.0), progress=ctx.progress)
     model.save(ckpt)
     return PretrainResult(model, ckpt)
 

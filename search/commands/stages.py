@@ -155,6 +155,8 @@ class PretrainCommand(Command):
     compile: str = option("off", "torch.compile the training step (dense graphs only; pays off "
                           "on long runs; reduce-overhead = CUDA graphs on a GPU)",
                           choices=("off", *COMPILE_MODES))
+    rank_weight: float = option(0.0, "add this weight x RankNet on each label's order in the "
+                                "batch to the MSE (ranking-aware pretraining)", low=0)
     seed: int = option(0, SEED, low=0)
     device: str = option("auto", DEVICE)
 
