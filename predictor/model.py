@@ -385,6 +385,8 @@ class RankingPredictor:
                 loss = loss + rank_weight * (ranknet_per_list(out.T, target.T)[0] @ w_t)
             return loss
 
+        batch_loss = functools.partial(module_loss, net)  # compiled alone in one case below
+
         def eager_step(*inputs):
             loss = batch_loss(*inputs)
             opt.zero_grad()
@@ -392,7 +394,6 @@ class RankingPredictor:
             opt.step()
             return loss
 
-        batch_loss = functools.partial(module_loss, net)
         train_step = eager_step
         self._compiled_whole_step = False
         if compile_mode is not None:
@@ -405,7 +406,7 @@ class RankingPredictor:
                 # forward, backward and Adam as one graph (FlatAdam.compiled_step)
                 train_step = opt.compiled_step(net, module_loss, mode=mode)
                 self._compiled_whole_step = True
-            else:  # seeded dropout masks come from a torch.Generator: compile the loss only
+            else:  # dropout or CUDA graphs: compile the forward pass and loss only
                 batch_loss = torch.compile(batch_loss, dynamic=False, mode=mode)
         self.net.train()
         try:

@@ -107,28 +107,8 @@ def test_cli_pretrain_refuses_an_unknown_compile_mode(capsys, tmp_path):
 
 @pytest.mark.parametrize("flag, expected", [([], False), (["--compile", "default"], "default"),
                                             (["--compile", "reduce-overhead"], "reduce-overhead")])
-def test_cli_pretrain_passes_the_compile_mode(capsys, tmp_path, monkeypatch, flag, expected):
-    from nasrank.search.cli import main
-    from nasrank.spaces import LabelTable
-
-    sp = NB201Space()
-    archs = sample_unique(sp, 12, np.random.default_rng(0))
-    LabelTable([sp.key(a) for a in archs], {"flops": [sp.cost(a)[0] for a in archs]},
-               space="nb201").to_csv(tmp_path / "w.csv")
-    seen = {}
-    real = RankingPredictor.pretrain
-
-    def spy(self, *a, **kw):
-        seen["compile"] = kw.get("compile")
-        kw["compile"] = False  # the mode reached pretrain; no need to pay for compiling here
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(RankingPredictor, "pretrain", spy)
-    code = main(["pretrain", "--labels", str(tmp_path / "w.csv"), "--epochs", "1",
-                 "--out", str(tmp_path / "p"), *flag])
-    assert code == 0, capsys.readouterr().err
-    assert seen["compile"] == expected
-    assert (tmp_path / "p" / "predictor.pt").exists()
+def test_cli_pretrain_passes_the_compile_mode(pretrain_cli, flag, expected):
+    assert pretrain_cli(*flag)["compile"] == expected
 
 
 @pytest.mark.parametrize("p, kernel", [(4, 4), (7, 3), (5, 1)])

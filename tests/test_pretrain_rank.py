@@ -66,27 +66,11 @@ def test_rank_weight_must_be_a_nonnegative_number():
     assert not p.pretrained
 
 
-def test_cli_pretrain_passes_the_rank_weight_and_refuses_a_negative_one(capsys, tmp_path,
-                                                                        monkeypatch):
+def test_cli_pretrain_passes_the_rank_weight_and_refuses_a_negative_one(pretrain_cli, capsys,
+                                                                        tmp_path):
     from nasrank.search.cli import main
-    from nasrank.spaces import LabelTable
 
-    sp = NB201Space()
-    archs = sample_unique(sp, 12, np.random.default_rng(0))
-    LabelTable([sp.key(a) for a in archs], {"flops": [sp.cost(a)[0] for a in archs]},
-               space="nb201").to_csv(tmp_path / "w.csv")
-    seen = {}
-    real = RankingPredictor.pretrain
-
-    def spy(self, *a, **kw):
-        seen["rank_weight"] = kw.get("rank_weight")
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(RankingPredictor, "pretrain", spy)
-    code = main(["pretrain", "--labels", str(tmp_path / "w.csv"), "--epochs", "1",
-                 "--out", str(tmp_path / "p"), "--rank-weight", "0.5"])
-    assert code == 0, capsys.readouterr().err
-    assert seen["rank_weight"] == 0.5
+    assert pretrain_cli("--rank-weight", "0.5")["rank_weight"] == 0.5
     capsys.readouterr()
     try:
         code = main(["pretrain", "--labels", str(tmp_path / "w.csv"), "--out", str(tmp_path / "q"),
