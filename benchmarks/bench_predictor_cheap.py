@@ -106,7 +106,8 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     gain = "linear" if kind.startswith("lrlin") else "exp"  # LambdaRank's NDCG gain
     select = "kendall" if kind.endswith("_k") or method.startswith("hyb_") else plain_select
     return p.fit(archs, y, loss=loss, epochs=args.ft_epochs, patience=args.patience,
-                 select=select, gain=gain, ensemble=ensemble, lr=args.ft_lr)
+                 select=select, gain=gain, ensemble=ensemble, lr=args.ft_lr,
+                 mu=args.lambda_mu if loss == "lambdarank" else 0.0)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -351,6 +352,8 @@ def main() -> None:
     ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
     ap.add_argument("--cvpr-out", default="cvpr2021_cheap.jsonl",
                     help="results file in --work (a seed already in it is skipped)")
+    ap.add_argument("--lambda-mu", type=float, default=0.0,
+                    help="LambdaRank's NDCG-Loss2++ weight mu for every LambdaRank method (fit(mu=))")
     ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)
     ap.add_argument("--e2e", action="store_true", help="our own weak labels, Fashion-MNIST truth")
     ap.add_argument("--e2e-truth", default="data/nb201_fmnist_gt.csv")

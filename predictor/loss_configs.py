@@ -36,16 +36,18 @@ class LambdaRankConfig(_LossConfig):
 
     gain: str = option("exp", "NDCG gain: exp (2^rel - 1, AceNAS) or linear (rel; weighs the "
                        "whole order)", choices=("exp", "linear"))
+    mu: float = option(0.0, "weight of LambdaLoss's NDCG-Loss2 term (NDCG-Loss2++; 0 = plain "
+                       "LambdaRank): also orders pairs below the top of each list", low=0.0)
 
     def build(self) -> Callable[..., Any]:
         import functools
 
         from .losses import lambdarank_loss
 
-        return functools.partial(lambdarank_loss, gain=self.gain)
+        return functools.partial(lambdarank_loss, gain=self.gain, mu=self.mu)
 
     def fit_kwargs(self) -> dict[str, Any]:
-        return {"loss": "lambdarank", "gain": self.gain}
+        return {"loss": "lambdarank", "gain": self.gain, "mu": self.mu}
 
 
 @RANKING_LOSSES.register("ranknet")

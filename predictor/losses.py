@@ -69,7 +69,7 @@ LAMBDARANK_GAINS = ("exp", "linear")
 
 def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
                     mask: torch.Tensor | None = None, *, sigma: float = 1.0,
-                    gain: str = "exp") -> torch.Tensor:
+                    gain: str = "exp", mu: float = 0.0) -> torch.Tensor:
     """LambdaRank (NDCG-weighted pairwise logistic loss, Burges 2010; allRank's lambdaLoss with
     the ``lambdaRank_scheme``).
 
@@ -80,9 +80,20 @@ def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
     weights are constants (no gradient through the sort). Summed over pairs, averaged over lists.
     With AceNAS's relevance (0-20) the exponential gain puts nearly all weight on the top few
     architectures of a list; the linear gain spreads it over the whole order.
+
+    ``mu > 0`` adds NDCG-Loss2's term (LambdaLoss, Wang et al. CIKM 2018; "NDCG-Loss2++" with
+    weight ``mu``): each pair's weight grows by ``mu * |G_i - G_j| * |1/D(d) - 1/D(d + 1)|``,
+    with ``d = |p_i - p_j|`` the pair's distance in the current ranking and ``D(k) = log2(1 +
+    k)``. That term does not depend on where in the list the pair sits, so it also orders the
+    lower part of the list, which plain LambdaRank nearly ignores; Kendall tau counts those
+    pairs as much as the top ones (BENCHMARKS.md, issue 15).
     """
     if gain not in LAMBDARANK_GAINS:
         raise ValueError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu >= 0 \
+            or not math.isfinite(mu):
+        raise NasrankError(f"mu (LambdaLoss's NDCG-Loss2 weight) must be a finite float >= 0, "
+                           f"got {mu!r}")
     scores, rel, mask = _prepare(scores, relevance, mask)
     B, L = scores.shape
     with torch.no_grad():
@@ -98,7 +109,14 @@ def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
                                                    dtype=scores.dtype))
         idcg = (ideal * ideal_disc).sum(dim=1, keepdim=True).clamp(min=1e-12)
         g = gains / idcg
-        weights = (g[:, :, None] - g[:, None, :]).abs() * (disc[:, :, None] - disc[:, None, :]).abs()
+        dg = (g[:, :, None] - g[:, None, :]).abs()
+        weights = dg * (disc[:, :, None] - disc[:, None, :]).abs()
+        if mu:
+            posf = pos.to(scores.dtype)
+            dist = (posf[:, :, None] - posf[:, None, :]).abs()
+            # the diagonal (d = 0) is never a pair; clamp keeps its 1/log2(1) finite
+            delta = 1.0 / torch.log2(dist + 1.0).clamp(min=1.0) - 1.0 / torch.log2(dist + 2.0)
+            weights = weights + mu * dg * delta
         pairs = _pair_mask(rel, mask)
     diff = scores[:, :, None] - scores[:, None, :]
     pair_loss = nn.functional.softplus(-sigma * diff) / math.log(2.0)

@@ -439,7 +439,7 @@ class RankingPredictor:
         epochs: int = 300, batch_size: int = 20, lr: float | None = None,
         weight_decay: float = 5e-4, valid_fraction: float = 0.1, patience: int = 50,
         margin: float | str = 0.1, probe_alpha: float = 10.0, select: str | None = None,
-        gain: str = "exp", ensemble: int = 1, progress: bool = False,
+        gain: str = "exp", ensemble: int = 1, progress: bool = False, mu: float = 0.0,
     ) -> RankingPredictor:
         """Fine-tune on real labels ``y`` (higher = better) with ``loss`` (one of
         ``lambdarank``, ``ranknet``, ``margin``, ``mse``); each batch of ``batch_size``
@@ -455,7 +455,8 @@ class RankingPredictor:
         breaking ties; the start wins a tie, so fine-tuning never ends below its starting
         point's validation tau); ``None``: ``"kendall"`` for the ranking losses, ``"loss"``
         for ``mse``. ``gain``: LambdaRank's NDCG gain, ``"exp"`` (``2^rel - 1``, AceNAS) or
-        ``"linear"`` (``rel``). ``ensemble``: fine-tune that many members from the same starting
+        ``"linear"`` (``rel``). ``mu``: LambdaRank only, the weight of LambdaLoss's NDCG-Loss2 term
+        (``0``: plain LambdaRank, AceNAS; see :func:`lambdarank_loss`). ``ensemble``: fine-tune that many members from the same starting
         weights, each with its own validation split, batch order and dropout (member 0 is the
         plain fit); ``predict`` then averages the members' scores, each standardised on the fit
         set (MSE: the plain mean, in the units of ``y``). It averages out the noise of early
@@ -493,8 +494,15 @@ class RankingPredictor:
         if gain not in LAMBDARANK_GAINS:
             raise NasrankError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
         extra: dict[str, Any] = {"margin": margin} if loss == "margin" else {}
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) \
+                or mu < 0:
+            raise NasrankError(f"mu must be a finite float >= 0, got {mu!r}")
+        if mu and loss != "lambdarank":
+            raise NasrankError(f"mu={mu!r} weighs LambdaRank's pairs; loss {loss!r} has none")
         if loss == "lambdarank":
             extra["gain"] = gain
+            if mu:
+                extra["mu"] = float(mu)
 
         self.y_mean, self.y_std = float(y_arr.mean()), float(y_arr.std()) or 1.0
         target = torch.tensor(self._fit_targets(y_arr, loss), dtype=torch.float32)

@@ -121,7 +121,7 @@ def test_ranking_loss_configs_build_the_losses_and_keep_their_old_import_path():
     assert RANKING_LOSSES.make("margin", {"margin": 0.5}).fit_kwargs() == {"loss": "margin",
                                                                           "margin": 0.5}
     assert RANKING_LOSSES.make("lambdarank", {"gain": "linear"}).fit_kwargs() == {
-        "loss": "lambdarank", "gain": "linear"}
+        "loss": "lambdarank", "gain": "linear", "mu": 0.0}
     # linear gain on a 2-list, scores 0 / 1 vs relevance 1 / 0: |dNDCG| = 1 - 1/log2(3) (the
     # swap), times log2(1 + e)
     lin = RANKING_LOSSES.make("lambdarank", {"gain": "linear"}).build()

@@ -150,7 +150,8 @@ def test_cli_finetune_passes_the_lambdarank_gain(tmp_path, capsys, monkeypatch):
     seen = []
     real = losses.lambdarank_loss
     monkeypatch.setitem(losses.LOSSES, "lambdarank",
-                        lambda *a, **kw: seen.append(kw.get("gain")) or real(*a, **kw))
+                        lambda *a, **kw: seen.append((kw.get("gain"), kw.get("mu", 0.0)))
+                        or real(*a, **kw))
     sp = NB201Space()
     archs = sample_unique(sp, 30, np.random.default_rng(2))
     keys = [sp.key(a) for a in archs]
@@ -161,7 +162,12 @@ def test_cli_finetune_passes_the_lambdarank_gain(tmp_path, capsys, monkeypatch):
     common = ["finetune", "--labels", str(tmp_path / "gt.csv"), "--metric", "acc", "--epochs", "2",
               "--out", str(tmp_path / "p"), "--device", "cpu", "--quiet", "--loss", "lambdarank"]
     assert main(common + ["--loss.gain", "linear"]) == 0
-    assert seen and set(seen) == {"linear"}
+    assert seen and set(seen) == {("linear", 0.0)}
+    seen.clear()
+    assert main(common + ["--loss.mu", "7.5"]) == 0
+    assert seen and set(seen) == {("exp", 7.5)}
     capsys.readouterr()
     assert main(common + ["--loss.gain", "square"]) != 0
     assert "square" in capsys.readouterr().err
+    assert main(common + ["--loss.mu", "-1"]) != 0
+    assert "-1" in capsys.readouterr().err

@@ -101,6 +101,61 @@ def test_lambdarank_linear_gain_matches_brute_force_and_weighs_the_bottom_more()
         lambdarank_loss(bottom, rel6, gain="log")
 
 
+def _reference_ndcg_loss2_term(scores: list[float], rel: list[float], gain: str) -> float:
+    """LambdaLoss's NDCG-Loss2 term of one list (Wang et al. 2018, eq. for delta_ij): for each
+    pair with rel_i > rel_j at ranks p_i, p_j (by scores, 1-based), |G_i - G_j| / IDCG *
+    |1/log2(1 + d) - 1/log2(2 + d)| with d = |p_i - p_j|, times log2(1 + exp(-(s_i - s_j)))."""
+    g = (lambda r: 2.0 ** r - 1.0) if gain == "exp" else (lambda r: r)
+    n = len(scores)
+    ranking = sorted(range(n), key=lambda i: -scores[i])
+    rank = {item: pos for pos, item in enumerate(ranking, start=1)}
+    idcg = sum(g(r) / math.log2(p + 1) for p, r in enumerate(sorted(rel, reverse=True), 1))
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if rel[i] > rel[j]:
+                d = abs(rank[i] - rank[j])
+                w = abs(g(rel[i]) - g(rel[j])) / idcg * abs(1 / math.log2(1 + d) - 1 / math.log2(2 + d))
+                total += w * math.log2(1.0 + math.exp(-(scores[i] - scores[j])))
+    return total
+
+
+@pytest.mark.parametrize("gain", ["exp", "linear"])
+def test_lambdarank_mu_adds_the_ndcg_loss2_term_by_brute_force(gain):
+    rng = np.random.default_rng(5)
+    B, L, mu = 3, 7, 2.5
+    scores = rng.normal(size=(B, L))
+    rel = rng.integers(0, 5, size=(B, L)).astype(float)  # ties included
+    s = torch.tensor(scores, dtype=torch.float64)
+    got = float(lambdarank_loss(s, torch.tensor(rel), gain=gain, mu=mu))
+    want = sum(_reference_lambdarank(list(scores[b]), list(rel[b]), gain)[0]
+               + mu * _reference_ndcg_loss2_term(list(scores[b]), list(rel[b]), gain)
+               for b in range(B)) / B
+    assert got == pytest.approx(want, rel=1e-10)
+    assert float(lambdarank_loss(s, torch.tensor(rel), gain=gain, mu=0.0)) == pytest.approx(
+        float(lambdarank_loss(s, torch.tensor(rel), gain=gain)), rel=1e-12)
+
+
+def test_lambdarank_mu_weighs_a_bottom_swap_more_and_refuses_bad_values():
+    # linear gains 5..0: swapping the bottom pair vs the top pair. Plain LambdaRank: the
+    # discount difference at ranks 5/6 is far smaller than at 1/2; the NDCG-Loss2 term depends
+    # on the pair's distance (1 in both) only, so a large mu brings the ratio towards 1
+    rel6 = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    ordered = torch.tensor([[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]])
+    top = torch.tensor([[5.0, 6.0, 4.0, 3.0, 2.0, 1.0]])
+    bottom = torch.tensor([[6.0, 5.0, 4.0, 3.0, 1.0, 2.0]])
+
+    def ratio(mu):
+        base = float(lambdarank_loss(ordered, rel6, gain="linear", mu=mu))
+        return ((float(lambdarank_loss(bottom, rel6, gain="linear", mu=mu)) - base)
+                / (float(lambdarank_loss(top, rel6, gain="linear", mu=mu)) - base))
+
+    assert ratio(0.0) < 0.25 < ratio(10.0) and ratio(1000.0) > 0.9
+    for bad in (-1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(NasrankError, match="mu"):
+            lambdarank_loss(ordered, rel6, mu=bad)
+
+
 def test_lambdarank_with_padding_equals_the_unpadded_list():
     rng = np.random.default_rng(5)
     scores = rng.normal(size=5)

@@ -181,6 +181,31 @@ def test_fit_passes_the_lambdarank_gain_to_the_loss(space, cells, monkeypatch):
         RankingPredictor(space, seed=0, **SMALL).fit(cells[:12], y, gain="square")
 
 
+def test_fit_passes_mu_to_lambdarank_and_refuses_it_elsewhere(space, cells, monkeypatch):
+    import nasrank.predictor.losses as losses
+
+    seen = []
+    real = losses.lambdarank_loss
+
+    def spy(*args, **kw):
+        seen.append(kw.get("mu", 0.0))
+        return real(*args, **kw)
+
+    monkeypatch.setitem(losses.LOSSES, "lambdarank", spy)
+    y = params_label(space, cells[:12])
+    fits = {mu: RankingPredictor(space, seed=0, **SMALL).fit(cells[:12], y, epochs=3, mu=mu,
+                                                             lr=1e-2)
+            for mu in (0.0, 50.0)}
+    assert set(seen) == {0.0, 50.0}
+    assert not np.allclose(fits[0.0].predict(cells[12:20]), fits[50.0].predict(cells[12:20]))
+    p = RankingPredictor(space, seed=0, **SMALL)
+    for bad in (-0.5, float("nan"), True):
+        with pytest.raises(NasrankError, match="mu must be a finite float >= 0"):
+            p.fit(cells[:12], y, mu=bad)
+    with pytest.raises(NasrankError, match="mu=2.0 weighs LambdaRank's pairs; loss 'margin'"):
+        p.fit(cells[:12], y, loss="margin", mu=2.0)
+
+
 def test_probe_reads_out_a_label_the_pretrained_head_predicts(space, cells):
     """Before any fine-tuning step (lr 0) the ranking head is the ridge read-out of the
     pretrained head's hidden layer. A target that is exactly linear in that layer (one of the
