@@ -46,8 +46,11 @@ class OutputDirError(NasrankError):
     """An output folder that holds a run with other settings."""
 
 
-def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
-    """Create ``out`` and record ``settings``; refuse a folder holding another run's settings."""
+def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any],
+                cfg: Any = None) -> Path:
+    """Create ``out`` and record ``settings``; refuse a folder holding another run's settings.
+    ``cfg`` (the config ``settings`` came from) lets a folder written before a component gained
+    an option resume: the option missing there counts as its default."""
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     cfg_file = path / "config.json"
@@ -65,6 +68,8 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
                 f"{str(cfg_file)!r} is not a JSON object of settings (damaged?); delete it to "
                 f"reuse --out {str(path)!r} with this run's settings, or use another --out")
         old = without_provenance(old)  # versions differ after an upgrade: still this run
+        if cfg is not None:
+            old = _with_new_option_defaults(old, cfg)
         old, new = _canonical_proxies(old), _canonical_proxies(clean)  # jacob_cov == jacov
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
@@ -80,6 +85,25 @@ def prepare_out(out: str | os.PathLike, settings: Mapping[str, Any]) -> Path:
             tmp.write_text(json.dumps({**clean, KEY: versions()}, indent=2), encoding="utf-8")
             os.replace(tmp, cfg_file)
     return path
+
+
+def _with_new_option_defaults(old: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
+    """``old`` settings where each component of ``cfg`` recorded under the same name gets the
+    options it lacks at their defaults (e.g. LambdaRank's ``mu``, added in a later version), so
+    that such a folder is still the same run. A non-default value still differs."""
+    import dataclasses
+
+    from nasrank.registry import Config, field_specs
+
+    out = dict(old)
+    for f in dataclasses.fields(cfg):
+        key, comp = f.name, getattr(cfg, f.name)
+        rec = out.get(key)
+        if isinstance(comp, Config) and isinstance(rec, dict) and rec.get("name") == comp.name:
+            missing = {spec.name: spec.default for spec in field_specs(type(comp))
+                       if not spec.required and spec.name not in rec}
+            out[key] = {**rec, **json.loads(json.dumps(missing, default=str))}
+    return out
 
 
 def _canonical_proxies(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +141,7 @@ def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
                             image_size=cfg.image_size)
     # config.json is written once the inputs are known good: a refused run leaves nothing
     prepare_out(outp, {k: v for k, v in cfg.to_dict().items()
-                       if k not in ("name", "out", "device")})
+                       if k not in ("name", "out", "device")}, cfg)
 
     t = time.perf_counter()
     sn = None
@@ -343,7 +367,7 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
     data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
                             image_size=cfg.image_size)
     # written once the inputs are known good: a refused command leaves nothing behind
-    folder = prepare_out(outp / "supernet", settings)
+    folder = prepare_out(outp / "supernet", settings, cfg)
     (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
     console.say(f"supernet {cfg.supernet.name!r} ({_opts(cfg.supernet)}): {cfg.epochs} epochs, "
                 f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss")

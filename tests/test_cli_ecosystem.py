@@ -184,3 +184,32 @@ def test_search_is_extended_by_a_larger_budget_on_the_same_out(tmp_path, capsys,
     # another seed is still another run: refused
     assert main(argv + ["--budget", "12", "--seed", "1"]) == 2
     assert "another run configuration" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_a_component_gained_an_option_still_resumes(tmp_path):
+    import json
+
+    import pytest
+
+    from nasrank.search.pipeline import OutputDirError, prepare_out
+    from nasrank.search.registry import COMMANDS
+
+    cfg = COMMANDS.make("run", {"out": str(tmp_path)})
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "out", "device")}
+    prepare_out(tmp_path, settings, cfg)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    method = saved["method"]
+    assert method["name"] == "iterative" and method["rounds"] == 3
+    option = next(k for k in method if k not in ("name", "rounds"))
+    # an older version's record lacks that option: it counts as its default, so this resumes
+    del saved["method"][option]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    prepare_out(tmp_path, settings, cfg)
+    # without the config to read defaults from, the records differ and the run is refused
+    with pytest.raises(OutputDirError, match="method"):
+        prepare_out(tmp_path, settings)
+    # a recorded value that differs from this run's is still refused
+    saved["method"]["rounds"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(OutputDirError, match="method"):
+        prepare_out(tmp_path, settings, cfg)
