@@ -211,8 +211,14 @@ def run_cvpr(args: argparse.Namespace) -> None:
         for method in args.cvpr_methods:
             t0 = time.time()
             p = finetuned(method, plain, hybrid, seed, [lab_archs[i] for i in tr], gt[tr], args)
-            rec[method] = kendall_tau(gt[te], p.predict([lab_archs[i] for i in te]))
+            scores = p.predict([lab_archs[i] for i in te])
+            rec[method] = kendall_tau(gt[te], scores)
             rec[f"{method}_seconds"] = time.time() - t0
+            if args.save_scores:  # for offline combinations of runs (same split = same te)
+                folder = work / (Path(args.cvpr_out).stem + "_scores")
+                folder.mkdir(exist_ok=True)
+                np.savez(folder / f"{seed}_{method}.npz", test_index=lab[te], scores=scores,
+                         truth=gt[te])
         with open(out, "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
@@ -352,6 +358,8 @@ def main() -> None:
     ap.add_argument("--cvpr-pre-epochs", type=int, default=40)
     ap.add_argument("--cvpr-out", default="cvpr2021_cheap.jsonl",
                     help="results file in --work (a seed already in it is skipped)")
+    ap.add_argument("--save-scores", action="store_true",
+                    help="CVPR: also save each split's test scores per method (npz, next to --cvpr-out)")
     ap.add_argument("--lambda-mu", type=float, default=0.0,
                     help="LambdaRank's NDCG-Loss2++ weight mu for every LambdaRank method (fit(mu=))")
     ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)

@@ -180,3 +180,30 @@ def test_label_fusion_report_by_hand(monkeypatch, tmp_path):
     sys.modules.pop("report_label_fusion", None)
     assert list(rep["runs"]) == ["spos", "teacher jacov", "spos+jacov"]
     assert rep["runs"]["spos+jacov"] == pytest.approx([8 / np.sqrt(80)] * 2)
+
+
+def test_combined_cvpr_scores_hand_computed(tmp_path, monkeypatch):
+    import math
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import combine_cvpr_scores
+
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    idx = np.array([7, 8, 9, 10])
+    runs = []
+    for name, scores in (("a", [1.0, 2.0, 4.0, 3.0]), ("b", [20.0, 10.0, 30.0, 40.0])):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "3_m.npz", test_index=idx, scores=np.array(scores), truth=truth)
+        runs.append(tmp_path / name)
+    comb, each = combine_cvpr_scores.combined_tau(runs, 3, "m")
+    # each run swaps one pair: tau = (5 - 1) / 6; standardised, the two runs' means are
+    # -0.894 -0.894 0.894 0.894: four concordant pairs, two tied in the scores
+    # (tau-b = 4 / sqrt((6 - 2) * 6))
+    assert each == pytest.approx([4 / 6, 4 / 6])
+    assert comb == pytest.approx(4 / math.sqrt(24))
+    np.savez(tmp_path / "b" / "4_m.npz", test_index=idx[::-1], scores=truth, truth=truth)
+    np.savez(tmp_path / "a" / "4_m.npz", test_index=idx, scores=truth, truth=truth)
+    with pytest.raises(SystemExit, match="split 4 has other test archs"):
+        combine_cvpr_scores.combined_tau(runs, 4, "m")

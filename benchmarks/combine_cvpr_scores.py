@@ -1,0 +1,50 @@
+"""Kendall tau of an ensemble over pretrainings on CVPR 2021 (issue 15): the per-split test scores
+that ``bench_predictor_cheap.py --cvpr --save-scores`` wrote for several runs (e.g. one checkpoint
+pretrained with MSE, one with a rank weight) are averaged after standardising each run's scores
+(as ``fit(ensemble=K)`` averages its members), and ranked against the ground truth.
+
+    python combine_cvpr_scores.py --runs /work/bench_runs/cvpr9/sc_mse_scores /work/bench_runs/cvpr9/sc_rank3_scores \\
+        --methods hyb_lrlin_e5 hyb_margin_e5 --seeds 0-9
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bench_predictor_nb201 import parse_seeds
+from nasrank.predictor import kendall_tau
+
+
+def combined_tau(runs: list[Path], seed: int, method: str) -> tuple[float, list[float]]:
+    """(tau of the standardised mean, tau of each run) on one split."""
+    parts = [np.load(run / f"{seed}_{method}.npz") for run in runs]
+    index, truth = parts[0]["test_index"], parts[0]["truth"]
+    for run, part in zip(runs, parts):
+        if not np.array_equal(part["test_index"], index):
+            raise SystemExit(f"{run}: split {seed} has other test archs than {runs[0]}")
+    z = [(p["scores"] - p["scores"].mean()) / (p["scores"].std() or 1.0) for p in parts]
+    return kendall_tau(truth, np.mean(z, axis=0)), [kendall_tau(truth, p["scores"]) for p in parts]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="+", required=True, type=Path, help="score folders (*_scores)")
+    ap.add_argument("--methods", nargs="+", required=True)
+    ap.add_argument("--seeds", nargs="+", default=["0-9"])
+    args = ap.parse_args()
+    seeds = parse_seeds(args.seeds)
+    for method in args.methods:
+        rows = [combined_tau(args.runs, s, method) for s in seeds]
+        comb = np.array([r[0] for r in rows])
+        each = np.array([r[1] for r in rows])
+        singles = " / ".join(f"{m:.3f}" for m in each.mean(0))
+        print(f"| {method} | {len(seeds)} | runs: {singles} | combined: {comb.mean():.3f} ± "
+              f"{comb.std():.3f} (worst {comb.min():.3f}, >= 0.90: {(comb >= 0.9).sum()}) | "
+              f"combined > best run: {(comb > each.max(1)).sum()} |")
+
+
+if __name__ == "__main__":
+    main()
