@@ -18,7 +18,8 @@ Methods (one pretraining, seed 0, shared by every ``pre_``/``hyb_`` method):
   pre_lrlin_k   as pre_lr_k with LambdaRank's linear NDCG gain (rel, not 2^rel - 1)
   hyb_lrlin     as hyb_lr with the linear gain
   <method>_e5   any fine-tuned method above as an ensemble of 5 members (``fit(ensemble=5)``:
-                each its own validation split, batch order and dropout; scores averaged)
+                each its own validation split, batch order and dropout; scores averaged);
+                ``_e10`` of 10 members (CVPR only)
 
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --seeds 0-9
   python benchmarks/bench_predictor_cheap.py --work runs/bench_cheap --report
@@ -97,8 +98,9 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
     p.seed = seed  # split / batch order of the fine-tuning run
     ensemble = 1
-    if method.endswith("_e5"):
-        method, ensemble = method[:-3], 5
+    for k in (5, 10):
+        if method.endswith(f"_e{k}"):
+            method, ensemble = method[:-len(f"_e{k}")], k
     kind = method.split("_", 1)[1]
     if kind == "start":
         return p.fit(archs, y, loss="lambdarank", epochs=1, lr=0.0)
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
                     print(json.dumps(rec), flush=True)
 
 
-CVPR_METHODS = _FINETUNED + [f"{m}_e5" for m in _FINETUNED]
+CVPR_METHODS = _FINETUNED + [f"{m}_e{k}" for k in (5, 10) for m in _FINETUNED]
 
 
 def run_cvpr(args: argparse.Namespace) -> None:
