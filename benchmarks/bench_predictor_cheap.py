@@ -153,6 +153,11 @@ def run(args: argparse.Namespace) -> None:
                         "precision@1%": precision_at_k(y_all, scores, 0.01),
                         "seconds": time.time() - t0,
                     }
+                    if args.save_scores:  # combine_cvpr_scores.py --methods <target>.<method>
+                        folder = work / (Path(args.out).stem + "_scores")
+                        folder.mkdir(exist_ok=True)
+                        np.savez(folder / f"{seed}_{target}.{method}.npz",
+                                 test_index=np.arange(len(archs)), scores=scores, truth=y_all)
                     with open(out, "a") as f:
                         f.write(json.dumps(rec) + "\n")
                     print(json.dumps(rec), flush=True)
@@ -361,7 +366,8 @@ def main() -> None:
     ap.add_argument("--cvpr-out", default="cvpr2021_cheap.jsonl",
                     help="results file in --work (a seed already in it is skipped)")
     ap.add_argument("--save-scores", action="store_true",
-                    help="CVPR: also save each split's test scores per method (npz, next to --cvpr-out)")
+                    help="also save each seed's test scores per method (npz, in <out>_scores next to "
+                         "--out / --cvpr-out) for combine_cvpr_scores.py")
     ap.add_argument("--lambda-mu", type=float, default=0.0,
                     help="LambdaRank's NDCG-Loss2++ weight mu for every LambdaRank method (fit(mu=))")
     ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)

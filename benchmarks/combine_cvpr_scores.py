@@ -5,6 +5,9 @@ pretrained with MSE, one with a rank weight) are averaged after standardising ea
 
     python combine_cvpr_scores.py --runs /work/bench_runs/cvpr9/sc_mse_scores /work/bench_runs/cvpr9/sc_rank3_scores \\
         --methods hyb_lrlin_e5 hyb_margin_e5 --seeds 0-9
+
+NB201 runs save one file per seed, target and method: pass ``--methods cifar10_valid.pre_lr_k``
+(tau over all cells).
 """
 
 from __future__ import annotations
