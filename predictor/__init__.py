@@ -17,6 +17,7 @@ _EXPORTS = {
     "ndcg_lin_at_k": "metrics", "precision_at_k": "metrics", "spearman": "metrics",
     "summary": "metrics", "top_k_regret": "metrics",
     "PRETRAINED_FINETUNE_LR": "model", "RankingPredictor": "model",
+    "PretrainingEnsemble": "pretraining_ensemble",
 }
 
 
@@ -24,7 +25,7 @@ __getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [
-    "RankingPredictor", "PRETRAINED_FINETUNE_LR", "DGCNNEncoder", "DirectedGCNLayer", "PredictorNet",
+    "RankingPredictor", "PretrainingEnsemble", "PRETRAINED_FINETUNE_LR", "DGCNNEncoder", "DirectedGCNLayer", "PredictorNet",
     "LOSS_NAMES", "acenas_relevance", "get_loss", "lambdarank_loss", "ranknet_loss",
     "margin_ranking_loss", "mse_loss",
     "kendall_tau", "spearman", "ndcg_at_k", "ndcg_exp_at_k", "ndcg_lin_at_k", "precision_at_k",
