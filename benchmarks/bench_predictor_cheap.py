@@ -96,7 +96,8 @@ def finetuned(method: str, plain, hybrid, seed: int, archs, y, args, *,
     tau; the hybrid head always uses it). ``plain_select``: the selection of ``pre_lr`` /
     ``pre_margin`` (``"loss"``: issue 3's; ``None``: the package default)."""
     p = copy.deepcopy(hybrid if method.startswith("hyb_") else plain)
-    p.seed = seed  # split / batch order of the fine-tuning run
+    for member in getattr(p, "members", [p]):  # a PretrainingEnsemble: each member
+        member.seed = seed  # split / batch order of the fine-tuning run
     ensemble = 1
     for k in (5, 10):
         if method.endswith(f"_e{k}"):
@@ -127,6 +128,14 @@ def run(args: argparse.Namespace) -> None:
             r = json.loads(line)
             done.add((r["target"], r["n"], r["seed"], r["method"]))
     plain, hybrid = pretrained_pair(args, bench, archs, labels)
+    if args.pre_ensemble_seeds:  # pre_* methods fine-tune a PretrainingEnsemble of these seeds
+        from nasrank.predictor import PretrainingEnsemble
+
+        if any(m.startswith("hyb_") for m in args.methods):
+            raise SystemExit("--pre-ensemble-seeds: only the rf and pre_* methods")
+        plain = PretrainingEnsemble([
+            pretrained_pair(argparse.Namespace(**{**vars(args), "pre_seed": s}), bench, archs,
+                            labels)[0] for s in args.pre_ensemble_seeds])
     for target in args.targets:
         y_all = bench.table.column(target)
         for n in args.ns:
@@ -368,6 +377,9 @@ def main() -> None:
     ap.add_argument("--save-scores", action="store_true",
                     help="also save each seed's test scores per method (npz, in <out>_scores next to "
                          "--out / --cvpr-out) for combine_cvpr_scores.py")
+    ap.add_argument("--pre-ensemble-seeds", nargs="+", type=int, default=None,
+                    help="NB201: the pre_* methods fine-tune a PretrainingEnsemble of the "
+                         "checkpoints pretrained with these --pre-seed values")
     ap.add_argument("--lambda-mu", type=float, default=0.0,
                     help="LambdaRank's NDCG-Loss2++ weight mu for every LambdaRank method (fit(mu=))")
     ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)
