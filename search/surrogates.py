@@ -178,24 +178,35 @@ class _KeyMemoSpace:
 
 
 def ranking_predictor_factory(
-    space: SearchSpace, *, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-    predictor_kwargs: Mapping[str, Any] | None = None,
+    space: SearchSpace, *,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    device: str = "cpu", predictor_kwargs: Mapping[str, Any] | None = None,
     fit_kwargs: Mapping[str, Any] | None = None, prior_label: str | None = None,
 ) -> SurrogateFactory:
     """``seed -> RankingPredictor`` adapter: from ``checkpoint`` (pretrained on weak labels; every
-    ``fit`` restarts from it) or a fresh seeded one built with ``predictor_kwargs``. ``fit_kwargs``
-    (loss, epochs, lr...) are passed to every ``fit``. ``prior_label``: before the first ``fit``,
-    score archs by the pretrained head's prediction of that weak label (e.g. a low-fidelity
-    accuracy), so that a first round can be chosen by the predictor before any real label."""
+    ``fit`` restarts from it) or a fresh seeded one built with ``predictor_kwargs``. Several
+    checkpoints (e.g. one per pretraining seed) make a ``PretrainingEnsemble``: each is
+    fine-tuned and their standardised scores averaged. ``fit_kwargs`` (loss, epochs, lr...) are
+    passed to every ``fit``. ``prior_label``: before the first ``fit``, score archs by the
+    pretrained head's prediction of that weak label (e.g. a low-fidelity accuracy), so that a
+    first round can be chosen by the predictor before any real label (one checkpoint only)."""
     from nasrank.predictor import RankingPredictor  # imported here: search works without the predictor
 
+    paths = None
     if checkpoint is not None:
+        paths = ([checkpoint] if isinstance(checkpoint, (str, os.PathLike))
+                 else list(checkpoint))
+        if not paths:
+            raise NasrankError("checkpoint is an empty list; pass a path, several, or None")
         # read once up front: a missing, foreign or crafted checkpoint is refused before the
         # search starts (and writes its record), not at the first fit
-        names = RankingPredictor.load(checkpoint, space=space).label_names
+        names = [RankingPredictor.load(p, space=space).label_names for p in paths][0]
     if prior_label is not None:
         if checkpoint is None:
             raise NasrankError(f"prior_label={prior_label!r} needs a pretrained checkpoint")
+        if len(paths) > 1:
+            raise NasrankError(f"prior_label={prior_label!r} reads one pretrained head; got "
+                               f"{len(paths)} checkpoints")
         if prior_label not in names:
             raise NasrankError(f"prior_label {prior_label!r} is not a label of checkpoint "
                                f"{os.fspath(checkpoint)!r}; its labels are {names}")
@@ -209,16 +220,23 @@ def ranking_predictor_factory(
 
     class _Adapter:
         def __init__(self, seed: int) -> None:
-            if checkpoint is not None:
-                self.model = RankingPredictor.load(checkpoint, space=space, device=device)
+            if paths is not None:
+                members = [RankingPredictor.load(p, space=space, device=device) for p in paths]
             else:
-                self.model = RankingPredictor(space, device=device, seed=seed, **pred_kw)
-            if hasattr(self.model, "_graphs"):
-                from nasrank.predictor.graphs import GraphCache
+                members = [RankingPredictor(space, device=device, seed=seed, **pred_kw)]
+            for m in members:
+                if hasattr(m, "_graphs"):
+                    from nasrank.predictor.graphs import GraphCache
 
-                if "graphs" not in shared:
-                    shared["graphs"] = GraphCache(_KeyMemoSpace(space))
-                self.model._graphs = shared["graphs"]
+                    if "graphs" not in shared:
+                        shared["graphs"] = GraphCache(_KeyMemoSpace(space))
+                    m._graphs = shared["graphs"]
+            if len(members) > 1:
+                from nasrank.predictor import PretrainingEnsemble
+
+                self.model = PretrainingEnsemble(members)
+            else:
+                self.model = members[0]
             self.fitted = False
 
         def fit(self, archs: Sequence[Arch], y: Any, **kw: Any) -> Any:
@@ -238,7 +256,8 @@ def ranking_predictor_factory(
     factory.config = {"surrogate": "ranking_predictor",  # type: ignore[attr-defined]
                       # by content, not path: a resume must not depend on how --out is
                       # spelled or where the folder was moved
-                      "checkpoint": None if checkpoint is None else _file_identity(checkpoint),
+                      "checkpoint": (None if paths is None else _file_identity(paths[0])
+                                     if len(paths) == 1 else [_file_identity(p) for p in paths]),
                       "predictor_kwargs": {k: repr(v) for k, v in sorted(pred_kw.items())},
                       "fit_kwargs": {k: repr(v) for k, v in sorted(fit_kw.items())}}
     if prior_label is not None:

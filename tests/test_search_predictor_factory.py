@@ -48,3 +48,30 @@ def test_prior_needs_a_checkpoint_with_that_label(pretrained):
         ranking_predictor_factory(space, checkpoint=path, prior_label="acc12")
     with pytest.raises(NasrankError, match="needs a pretrained checkpoint"):
         ranking_predictor_factory(space, prior_label="conv3")
+
+
+def test_several_checkpoints_make_a_pretraining_ensemble(pretrained, tmp_path):
+    from nasrank.predictor import PretrainingEnsemble
+
+    space, cells, conv3, path = pretrained
+    other = RankingPredictor(space, seed=1, **SMALL)
+    other.pretrain(cells, {"params": np.array([space.cost(a)[1] for a in cells]),
+                           "conv3": conv3}, epochs=5, batch_size=16)
+    other.save(tmp_path / "pre1.pt")
+    factory = ranking_predictor_factory(space, checkpoint=[path, tmp_path / "pre1.pt"],
+                                        fit_kwargs={"epochs": 2})
+    surrogate = factory(0)
+    assert isinstance(surrogate.model, PretrainingEnsemble) and len(surrogate.model.members) == 2
+    surrogate.fit(cells[:20], conv3[:20])
+    reference = PretrainingEnsemble.load([path, tmp_path / "pre1.pt"], space=space)
+    reference.fit(cells[:20], conv3[:20], epochs=2)
+    np.testing.assert_allclose(surrogate.predict(cells[20:]), reference.predict(cells[20:]),
+                               rtol=1e-5, atol=1e-6)
+    assert isinstance(factory.config["checkpoint"], list) and len(factory.config["checkpoint"]) == 2
+    # one checkpoint keeps the record's single-identity form
+    assert not isinstance(ranking_predictor_factory(space, checkpoint=path).config["checkpoint"],
+                          list)
+    with pytest.raises(NasrankError, match="reads one pretrained head; got 2 checkpoints"):
+        ranking_predictor_factory(space, checkpoint=[path, path], prior_label="conv3")
+    with pytest.raises(NasrankError, match="empty list"):
+        ranking_predictor_factory(space, checkpoint=[])
