@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,16 @@ def _pair_mask(rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 LAMBDARANK_GAINS = ("exp", "linear")
 
 
+def check_mu(mu: Any) -> float:
+    """``mu`` of :func:`lambdarank_loss` as a float; refuses a bool, a non-number, NaN, inf or
+    a negative value, naming it."""
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) \
+            or mu < 0:
+        raise NasrankError(f"mu must be a finite float >= 0 (LambdaLoss's NDCG-Loss2 weight), "
+                           f"got {mu!r}")
+    return float(mu)
+
+
 def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
                     mask: torch.Tensor | None = None, *, sigma: float = 1.0,
                     gain: str = "exp", mu: float = 0.0) -> torch.Tensor:
@@ -90,10 +101,7 @@ def lambdarank_loss(scores: torch.Tensor, relevance: torch.Tensor,
     """
     if gain not in LAMBDARANK_GAINS:
         raise ValueError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu >= 0 \
-            or not math.isfinite(mu):
-        raise NasrankError(f"mu (LambdaLoss's NDCG-Loss2 weight) must be a finite float >= 0, "
-                           f"got {mu!r}")
+    mu = check_mu(mu)
     scores, rel, mask = _prepare(scores, relevance, mask)
     B, L = scores.shape
     with torch.no_grad():

@@ -27,8 +27,8 @@ from .encoder import PredictorNet, SeededDropout
 from .dense import DENSE_MAX_NODES, DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
-from .losses import (LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, get_loss, mse_loss,
-                     ranknet_per_list)
+from .losses import (LAMBDARANK_GAINS, LOSS_NAMES, acenas_relevance, check_mu, get_loss,
+                     mse_loss, ranknet_per_list)
 from .metrics import kendall_tau
 from .registry import COMPILE_MODES
 
@@ -494,15 +494,13 @@ class RankingPredictor:
         if gain not in LAMBDARANK_GAINS:
             raise NasrankError(f"gain must be one of {LAMBDARANK_GAINS}, got {gain!r}")
         extra: dict[str, Any] = {"margin": margin} if loss == "margin" else {}
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu) \
-                or mu < 0:
-            raise NasrankError(f"mu must be a finite float >= 0, got {mu!r}")
+        mu = check_mu(mu)
         if mu and loss != "lambdarank":
             raise NasrankError(f"mu={mu!r} weighs LambdaRank's pairs; loss {loss!r} has none")
         if loss == "lambdarank":
             extra["gain"] = gain
             if mu:
-                extra["mu"] = float(mu)
+                extra["mu"] = mu
 
         self.y_mean, self.y_std = float(y_arr.mean()), float(y_arr.std()) or 1.0
         target = torch.tensor(self._fit_targets(y_arr, loss), dtype=torch.float32)

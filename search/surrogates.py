@@ -200,16 +200,16 @@ def ranking_predictor_factory(
             raise NasrankError("checkpoint is an empty list; pass a path, several, or None")
         # read once up front: a missing, foreign or crafted checkpoint is refused before the
         # search starts (and writes its record), not at the first fit
-        names = [RankingPredictor.load(p, space=space).label_names for p in paths][0]
+        names = [RankingPredictor.load(p, space=space).label_names for p in paths]
     if prior_label is not None:
         if checkpoint is None:
             raise NasrankError(f"prior_label={prior_label!r} needs a pretrained checkpoint")
         if len(paths) > 1:
             raise NasrankError(f"prior_label={prior_label!r} reads one pretrained head; got "
                                f"{len(paths)} checkpoints")
-        if prior_label not in names:
+        if prior_label not in names[0]:
             raise NasrankError(f"prior_label {prior_label!r} is not a label of checkpoint "
-                               f"{os.fspath(checkpoint)!r}; its labels are {names}")
+                               f"{os.fspath(paths[0])!r}; its labels are {names[0]}")
 
     fit_kw = dict(fit_kwargs or {})
     pred_kw = dict(predictor_kwargs or {})

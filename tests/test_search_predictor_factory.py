@@ -73,5 +73,7 @@ def test_several_checkpoints_make_a_pretraining_ensemble(pretrained, tmp_path):
                           list)
     with pytest.raises(NasrankError, match="reads one pretrained head; got 2 checkpoints"):
         ranking_predictor_factory(space, checkpoint=[path, path], prior_label="conv3")
+    with pytest.raises(NasrankError, match="'acc12' is not a label of checkpoint .*pre.pt"):
+        ranking_predictor_factory(space, checkpoint=[path], prior_label="acc12")
     with pytest.raises(NasrankError, match="empty list"):
         ranking_predictor_factory(space, checkpoint=[])
