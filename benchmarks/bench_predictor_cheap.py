@@ -35,7 +35,10 @@ End to end with our own weak labels (``--e2e``): the NB201 Fashion-MNIST ground 
 ``benchmarks/data`` (300 cells x 2 seeds; truth = seed-averaged ``valid_acc``); pretraining on
 *our* cheap labels of those cells (``--e2e-weak``: a SPOS supernet's ws_acc / ws_neg_loss +
 FLOPs / params, ``--e2e-proxies``: zero-cost proxies on Fashion-MNIST), fine-tuning on N = 25 / 50
-/ 100 of the cells, Kendall tau on the rest; next to each weak label alone and the forest.
+/ 100 of the cells, Kendall tau on the rest; next to each weak label alone, the rank average of
+``ws_acc`` with each proxy, and the forest. ``--e2e-pretrain-on all`` pretrains on every cell the
+tables hold (e.g. all canonical NB201 cells labelled by ``generate_weak_labels``) instead of the
+truth's 300.
 
   python benchmarks/bench_predictor_cheap.py --e2e --work runs/bench_cheap --seeds 0-9 \
       --e2e-weak WEAK.csv --e2e-proxies PROXIES.csv
@@ -70,10 +73,24 @@ def cheap_labels(table) -> dict[str, np.ndarray]:
     return {f"zc_{n}": clean_proxy(n, table.column(f"zc_{n}")) for n in ZC}
 
 
+def extra_labels(paths: list[str], keys: list[str]) -> dict[str, np.ndarray]:
+    """Label columns of the tables at ``paths`` (e.g. ``generate_weak_labels`` of every
+    canonical cell by our own supernet, ``x_`` prefixed), at ``keys``, cleaned as in ``--e2e``."""
+    from nasrank.spaces.labels import LabelTable
+
+    tables = [LabelTable.read_csv(p, space="nb201") for p in paths]
+    return {f"x_{k}": v for k, v in _e2e_labels(tables, keys).items()}
+
+
 def pretrained_pair(args, bench, archs, labels):
     """(plain, hybrid) predictors sharing one pretraining (cached in --work)."""
     rank = f"_rank{args.pre_rank_weight:g}" if args.pre_rank_weight else ""
     rank += f"_s{args.pre_seed}" if args.pre_seed else ""
+    if args.extra_labels:  # a checkpoint per set of extra label tables
+        import hashlib
+
+        names = ",".join(sorted(Path(p).name for p in args.extra_labels))
+        rank += "_x" + hashlib.sha1(names.encode()).hexdigest()[:8]
     ckpt = Path(args.work) / f"pretrained_zc_e{args.pre_epochs}_b{args.pre_batch}{rank}.pt"
     if not ckpt.exists():
         pre = RankingPredictor(bench.space, device=args.device, seed=args.pre_seed)
@@ -121,6 +138,10 @@ def run(args: argparse.Namespace) -> None:
     archs = [bench.archs[k] for k in bench.table.keys]
     labels = cheap_labels(bench.table)
     feats = rf_features(archs, bench.table)
+    if args.extra_labels:  # our own weak labels of every cell, beside the 13 proxies
+        extra = extra_labels(args.extra_labels, bench.table.keys)
+        labels.update(extra)
+        feats = np.concatenate([feats, np.stack(list(extra.values()), axis=1)], axis=1)
     out = work / args.out
     done = set()
     if out.exists():
@@ -248,8 +269,32 @@ def run_cvpr(args: argparse.Namespace) -> None:
 E2E_METHODS = ["rf", "pre_start", "pre_lr", "pre_margin", "hyb_lr", "hyb_margin"]
 
 
+def _e2e_labels(tables, keys: list[str]) -> dict[str, np.ndarray]:
+    """Every label column of ``tables`` at ``keys``, cleaned: non-finite values (the all-none
+    cell's proxies) -> the column minimum, the proxies spanning decades log-scaled, constant
+    columns dropped. A key missing from a table is an error (nothing is silently dropped)."""
+    labels: dict[str, np.ndarray] = {}
+    for table in tables:
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise SystemExit(f"{len(missing)} cells have no row in a label table with columns "
+                             f"{table.names}, e.g. {missing[0]}")
+        for name in table.names:
+            col = table.column(name)[[table.index(k) for k in keys]].astype(np.float64)
+            bad = ~np.isfinite(col)
+            if bad.all():
+                continue
+            col[bad] = col[~bad].min()
+            if name in ("zc_synflow", "zc_snip"):  # span decades
+                col = np.sign(col) * np.log1p(np.abs(col))
+            if np.ptp(col) > 0:
+                labels[name] = col
+    return labels
+
+
 def run_e2e(args: argparse.Namespace) -> None:
     """See the module docstring (``--e2e``)."""
+    from scipy.stats import rankdata
     from sklearn.ensemble import RandomForestRegressor
 
     from nasrank.search.groundtruth import read_groundtruth
@@ -264,39 +309,53 @@ def run_e2e(args: argparse.Namespace) -> None:
     keys = gt.keys
     truth = np.nanmean(gt.matrix("valid_acc"), axis=1)
     archs = [space.parse(k) for k in keys]
-    weak = LabelTable.read_csv(args.e2e_weak, space="nb201")
-    zc = LabelTable.read_csv(args.e2e_proxies, space="nb201")
-    labels: dict[str, np.ndarray] = {}
-    for table in (weak, zc):
-        for name in table.names:
-            col = np.array([table.column(name)[table.index(k)] for k in keys], dtype=np.float64)
-            bad = ~np.isfinite(col)  # the all-none cell: -inf / NaN proxies rank it last
-            col[bad] = np.nanmin(np.where(bad, np.nan, col))
-            if name in ("zc_synflow", "zc_snip"):  # span decades
-                col = np.sign(col) * np.log1p(np.abs(col))
-            if np.ptp(col) > 0:
-                labels[name] = col
+    tables = [LabelTable.read_csv(args.e2e_weak, space="nb201")]
+    if args.e2e_proxies:
+        tables.append(LabelTable.read_csv(args.e2e_proxies, space="nb201"))
+    labels = _e2e_labels(tables, keys)  # at the truth's cells: the baselines and the forest
     onehot = np.array([[float(op == o) for op in a.ops for o in OPS] for a in archs])
     feats = np.concatenate([onehot, np.stack(list(labels.values()), axis=1)], axis=1)
-    ckpt = work / f"pretrained_e2e_e{args.e2e_pre_epochs}.pt"
+    if args.e2e_pretrain_on == "all":  # every cell labelled in all the tables
+        pre_keys = [k for k in tables[0].keys if all(k in t for t in tables[1:])]
+        pre_labels = _e2e_labels(tables, pre_keys)
+        pre_archs = [space.parse(k) for k in pre_keys]
+    else:
+        pre_keys, pre_labels, pre_archs = keys, labels, archs
+    if list(pre_labels) != list(labels):
+        raise SystemExit(f"label columns differ between the truth's cells {list(labels)} and "
+                         f"the pretraining cells {list(pre_labels)}")
+    tag = f"{args.e2e_pretrain_on}_e{args.e2e_pre_epochs}_b{args.e2e_pre_batch}"
+    ckpt = work / f"pretrained_e2e_{tag}.pt"
     if not ckpt.exists():
         pre = RankingPredictor(space, device=args.device, seed=0)
-        pre.pretrain(archs, labels, epochs=args.e2e_pre_epochs, batch_size=20)
+        t0 = time.time()
+        pre.pretrain(pre_archs, pre_labels, epochs=args.e2e_pre_epochs,
+                     batch_size=args.e2e_pre_batch)
         pre.save(ckpt)
+        (work / f"pretrain_e2e_{tag}.json").write_text(json.dumps(
+            {"seconds": time.time() - t0, "cells": len(pre_keys), "labels": list(pre_labels)}))
     plain = RankingPredictor.load(ckpt, space=space, device=args.device)
     hybrid = plain.as_hybrid(archs, labels)
-    out = work / "e2e_fmnist.jsonl"
+    out = work / args.e2e_out
     done = set()
     if out.exists():
-        done = {(r["n"], r["seed"], r["method"]) for r in map(json.loads, out.read_text().splitlines())}
+        done = {(r["n"], r["seed"], r["method"], r.get("pretrain", "truth"))
+                for r in map(json.loads, out.read_text().splitlines())}
+    fused = {}  # rank averages of the supernet's label with each proxy (issue 13's advice)
+    if "ws_acc" in labels:
+        for name in labels:
+            if name.startswith("zc_"):
+                fused[f"ws_acc+{name}"] = (rankdata(labels["ws_acc"]) + rankdata(labels[name])) / 2
     for n in args.ns:
         for seed in parse_seeds(args.seeds):
             perm = np.random.default_rng(seed).permutation(len(keys))
             tr, te = perm[:n], perm[n:]
-            recs = [{"n": n, "seed": seed, "method": f"label:{name}",
-                     "kendall_tau": kendall_tau(truth[te], col[te])} for name, col in labels.items()]
+            recs = [{"n": n, "seed": seed, "method": f"label:{name}", "pretrain": "-",
+                     "kendall_tau": kendall_tau(truth[te], col[te])}
+                    for name, col in {**labels, **fused}.items()]
             for method in args.e2e_methods:
-                if (n, seed, method) in done:
+                tag_m = "-" if method == "rf" else args.e2e_pretrain_on
+                if (n, seed, method, tag_m) in done:
                     continue
                 t0 = time.time()
                 if method == "rf":
@@ -306,25 +365,26 @@ def run_e2e(args: argparse.Namespace) -> None:
                     p = finetuned(method, plain, hybrid, seed, [archs[i] for i in tr], truth[tr],
                                   args, plain_select=None)
                     scores = p.predict([archs[i] for i in te])
-                recs.append({"n": n, "seed": seed, "method": method,
+                recs.append({"n": n, "seed": seed, "method": method, "pretrain": tag_m,
                              "kendall_tau": kendall_tau(truth[te], scores),
                              "seconds": time.time() - t0})
             with open(out, "a") as f:
                 for r in recs:
-                    if (r["n"], r["seed"], r["method"]) not in done:
+                    key = (r["n"], r["seed"], r["method"], r["pretrain"])
+                    if key not in done:
                         f.write(json.dumps(r) + "\n")
-                        done.add((r["n"], r["seed"], r["method"]))
+                        done.add(key)
             print(json.dumps(recs[-1]), flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     table = defaultdict(list)
     for r in rows:
         if r["seed"] in set(parse_seeds(args.seeds)):
-            table[(r["method"], r["n"])].append(r["kendall_tau"])
-    print("| method | " + " | ".join(f"N = {n}" for n in args.ns) + " |")
-    for m in sorted({k[0] for k in table}):
-        print(f"| {m} | " + " | ".join(
-            f"{np.mean(table[(m, n)]):.3f} ± {np.std(table[(m, n)]):.3f}" if table[(m, n)] else "-"
-            for n in args.ns) + " |")
+            table[(r["method"], r.get("pretrain", "truth"), r["n"])].append(r["kendall_tau"])
+    print("| method | pretrained on | " + " | ".join(f"N = {n}" for n in args.ns) + " |")
+    for m, pre in sorted({k[:2] for k in table}):
+        print(f"| {m} | {pre} | " + " | ".join(
+            f"{np.mean(table[(m, pre, n)]):.3f} ± {np.std(table[(m, pre, n)]):.3f}"
+            if table[(m, pre, n)] else "-" for n in args.ns) + " |")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -380,14 +440,25 @@ def main() -> None:
     ap.add_argument("--pre-ensemble-seeds", nargs="+", type=int, default=None,
                     help="NB201: the pre_* methods fine-tune a PretrainingEnsemble of the "
                          "checkpoints pretrained with these --pre-seed values")
+    ap.add_argument("--extra-labels", nargs="+", default=None,
+                    help="NB201: label tables of every canonical cell (e.g. our own supernet's "
+                         "weak labels and proxies) added to the 13 proxies for pretraining, the "
+                         "hybrid head and the forest")
     ap.add_argument("--lambda-mu", type=float, default=0.0,
                     help="LambdaRank's NDCG-Loss2++ weight mu for every LambdaRank method (fit(mu=))")
     ap.add_argument("--cvpr-methods", nargs="+", default=_FINETUNED, choices=CVPR_METHODS)
     ap.add_argument("--e2e", action="store_true", help="our own weak labels, Fashion-MNIST truth")
     ap.add_argument("--e2e-truth", default="data/nb201_fmnist_gt.csv")
     ap.add_argument("--e2e-weak", help="weak-label table (ws_acc...) of the truth's cells")
-    ap.add_argument("--e2e-proxies", help="zero-cost proxy table of the truth's cells")
+    ap.add_argument("--e2e-proxies", default=None,
+                    help="zero-cost proxy table of the truth's cells (optional: the weak-label "
+                         "table may hold the proxy columns itself)")
     ap.add_argument("--e2e-pre-epochs", type=int, default=300)
+    ap.add_argument("--e2e-pre-batch", type=int, default=20)
+    ap.add_argument("--e2e-pretrain-on", choices=["truth", "all"], default="truth",
+                    help="pretrain on the truth's cells only, or on every cell the label "
+                         "tables hold (e.g. all canonical NB201 cells)")
+    ap.add_argument("--e2e-out", default="e2e_fmnist.jsonl", help="results file in --work")
     ap.add_argument("--e2e-methods", nargs="+", default=E2E_METHODS, choices=E2E_METHODS)
     args = ap.parse_args()
     if args.e2e:

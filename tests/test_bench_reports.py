@@ -207,3 +207,27 @@ def test_combined_cvpr_scores_hand_computed(tmp_path, monkeypatch):
     np.savez(tmp_path / "a" / "4_m.npz", test_index=idx, scores=truth, truth=truth)
     with pytest.raises(SystemExit, match="split 4 has other test archs"):
         combine_cvpr_scores.combined_tau(runs, 4, "m")
+
+
+def test_e2e_labels_cleaned_by_hand(monkeypatch):
+    import math
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    pytest.importorskip("torch")
+    import bench_predictor_cheap as bpc
+
+    from nasrank.spaces.labels import LabelTable
+
+    weak = LabelTable(["a", "b", "c"], {"ws_acc": [0.5, 0.7, 0.6], "flops": [1.0, 1.0, 1.0]})
+    zc = LabelTable(["c", "b", "a", "d"], {"zc_synflow": [math.e - 1, float("nan"), 0.0, 5.0],
+                                          "zc_jacov": [-3.0, float("-inf"), -1.0, 0.0]})
+    got = bpc._e2e_labels([weak, zc], ["a", "b", "c"])
+    assert list(got) == ["ws_acc", "zc_synflow", "zc_jacov"]  # constant flops dropped
+    np.testing.assert_allclose(got["ws_acc"], [0.5, 0.7, 0.6])
+    # synflow at a, b, c: 0, NaN -> the column minimum 0, e - 1 -> log1p = 1
+    np.testing.assert_allclose(got["zc_synflow"], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(got["zc_jacov"], [-1.0, -3.0, -3.0])  # -inf -> minimum -3
+    with pytest.raises(SystemExit, match="1 cells have no row"):
+        bpc._e2e_labels([weak, zc], ["a", "d"])
