@@ -226,6 +226,7 @@ class _SupernetPlan:
 class _WeakPlan:
     num_archs: int
     proxies: tuple[str, ...]
+    all_archs: bool = False
 
 
 def _scores(model: Any, archs: Sequence[Any]) -> np.ndarray:
@@ -423,7 +424,7 @@ def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
     space = space_cfg.build()
     sn = stages.load_supernet_stage(space, sn_cfg, data, outp / "supernet", train_seeds)
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
-    weak = stages.weak_label_stage(_WeakPlan(cfg.num_archs, tuple(cfg.proxies)), space, data, sn,
+    weak = stages.weak_label_stage(_WeakPlan(cfg.num_archs, tuple(cfg.proxies), cfg.all_archs), space, data, sn,
                                    ctx, shard=stages.parse_shard(cfg.shard),
                                    stem=("weak_labels" if dataset == s["dataset"]
                                          else f"weak_labels-{dataset}"))

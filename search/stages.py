@@ -221,19 +221,40 @@ class WeakLabelResult:
     archs: dict[str, Any]
 
 
+#: ``--all-archs`` enumerates spaces up to this size (NB201: 15,625; MBConv's default: ~1e9)
+MAX_ENUMERATED = 1_000_000
+
+
+def every_arch(space: Any) -> list[Any]:
+    """Every architecture of an enumerable ``space`` (isomorphic ones are labelled once
+    downstream, by canonical key): labelling a whole small space is cheap next to training
+    (NB201's 9,445 canonical cells: 14 min on 2 CPU cores, BENCHMARKS.md issue 15)."""
+    size = getattr(space, "size", None)
+    if size is None or size > MAX_ENUMERATED:
+        raise ConfigError(
+            f"--all-archs: space {space.name!r} has "
+            f"{'an unknown number of' if size is None else f'{size:,}'} architectures; at most "
+            f"{MAX_ENUMERATED:,} are enumerated (use --num-archs for a random sample)")
+    return list(space.enumerate())
+
+
 def weak_label_stage(cfg: Any, space: Any, data: Any, supernet: SupernetResult | None,
                      ctx: StageContext, *, shard: tuple[int, int] = (0, 1),
                      net_kwargs: dict[str, Any] | None = None,
                      stem: str = "weak_labels") -> WeakLabelResult:
-    """Weak labels of ``cfg.num_archs`` distinct random architectures: supernet accuracy/loss
-    plus cost when there is a supernet, zero-cost proxies ``cfg.proxies`` (and cost) without.
-    ``cfg`` has ``num_archs`` and ``proxies``. Rows (and ``archs``) are the canonical
+    """Weak labels of ``cfg.num_archs`` distinct random architectures (every one of the space
+    when ``cfg.all_archs``): supernet accuracy/loss plus cost when there is a supernet,
+    zero-cost proxies ``cfg.proxies`` (and cost) without. ``cfg`` has ``num_archs`` and
+    ``proxies`` (``all_archs`` optional). Rows (and ``archs``) are the canonical
     representatives of the keys. The table is ``out/<stem>.csv`` (``<stem>-<i>of<n>.csv`` for a
     shard)."""
     from nasrank.spaces import sample_unique
     from nasrank.supernet.scoring import canonical_arch
 
-    archs = sample_unique(space, cfg.num_archs, ctx.seeds.rng("weak_label_archs"))
+    if getattr(cfg, "all_archs", False):
+        archs = every_arch(space)
+    else:
+        archs = sample_unique(space, cfg.num_archs, ctx.seeds.rng("weak_label_archs"))
     by_key: dict[str, Any] = {}
     for a in archs:
         a = canonical_arch(space, a)

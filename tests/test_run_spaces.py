@@ -133,3 +133,35 @@ def test_supernet_package_exports_its_api_lazily():
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
 
+
+
+def test_all_archs_labels_every_nb201_cell(monkeypatch, tmp_path):
+    """``weak-labels --all-archs``: all 5^6 NB201 cells go to the labeller (which keeps one
+    per canonical key); a space too large to enumerate is refused by name."""
+    from types import SimpleNamespace
+
+    import nasrank.supernet.weak_labels as wl
+    from nasrank.errors import ConfigError
+    from nasrank.search import stages
+    from nasrank.spaces.cvpr2021 import CVPR2021Space
+    from nasrank.spaces.nb201 import NB201Space
+
+    space = NB201Space()
+    seen = {}
+
+    def fake_generate(supernet, archs, data, path, **kw):
+        seen["archs"] = list(archs)
+        return "table"
+
+    monkeypatch.setattr(wl, "generate_weak_labels", fake_generate)
+    plan = SimpleNamespace(num_archs=3, proxies=(), all_archs=True)
+    ctx = stages.StageContext(tmp_path, "cpu", stages.Seeds(0))
+    res = stages.weak_label_stage(plan, space, None, SimpleNamespace(supernet=object()), ctx)
+    texts = {space.format(a) for a in seen["archs"]}
+    assert len(seen["archs"]) == len(texts) == 5 ** 6  # 5 ops on 6 edges
+    assert "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|" in texts
+    # keys are canonical: the 9,445 cells of the published NB201 tables' canonical subset
+    assert len({space.key(a) for a in seen["archs"]}) == 9445
+    assert res.table == "table"
+    with pytest.raises(ConfigError, match="'cvpr2021' has 1,1"):
+        stages.every_arch(CVPR2021Space())

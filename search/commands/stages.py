@@ -81,10 +81,13 @@ class WeakLabelsCommand(Command):
     """Evaluate architectures with a trained supernet (+ optional zero-cost proxies)."""
 
     examples = ("  nasrank weak-labels --out runs/sn --num-archs 300\n"
-                "  nasrank weak-labels --out runs/sn --proxies synflow,nwot --shard 0/4\n")
+                "  nasrank weak-labels --out runs/sn --proxies synflow,nwot --shard 0/4\n"
+                "  nasrank weak-labels --out runs/sn --all-archs --shard 1/2\n")
 
     out: str = option("runs/supernet", "folder of `nasrank supernet-train` (labels go there)")
     num_archs: int = option(300, "architectures to label", low=1)
+    all_archs: bool = option(False, "label every architecture of the space instead (canonical "
+                             "ones once; spaces of at most 1,000,000, e.g. all 9,445 NB201 cells)")
     proxies: tuple[str, ...] = option((), "comma-separated zero-cost proxies to add")
     shard: str = option("0/1", "i/n: this process's share of the architectures")
     dataset: str | None = option(None, "dataset to evaluate on (default: the supernet's; "
