@@ -294,11 +294,10 @@ def _e2e_labels(tables, keys: list[str]) -> dict[str, np.ndarray]:
 
 def run_e2e(args: argparse.Namespace) -> None:
     """See the module docstring (``--e2e``)."""
-    from scipy.stats import rankdata
     from sklearn.ensemble import RandomForestRegressor
 
     from nasrank.search.groundtruth import read_groundtruth
-    from nasrank.spaces.labels import LabelTable
+    from nasrank.spaces.labels import LabelTable, rank_average
     from nasrank.spaces.nb201 import OPS, NB201Space
 
     torch.set_num_threads(args.threads)
@@ -343,9 +342,11 @@ def run_e2e(args: argparse.Namespace) -> None:
                 for r in map(json.loads, out.read_text().splitlines())}
     fused = {}  # rank averages of the supernet's label with each proxy (issue 13's advice)
     if "ws_acc" in labels:
+        at_truth = LabelTable(keys, labels, space="nb201")
         for name in labels:
             if name.startswith("zc_"):
-                fused[f"ws_acc+{name}"] = (rankdata(labels["ws_acc"]) + rankdata(labels[name])) / 2
+                col = f"ws_acc+{name}"
+                fused[col] = rank_average([at_truth], ["ws_acc", name]).column(col)
     for n in args.ns:
         for seed in parse_seeds(args.seeds):
             perm = np.random.default_rng(seed).permutation(len(keys))

@@ -424,8 +424,8 @@ def weak_labels_command(cfg: Any, console: Any, *, device: str) -> None:
     space = space_cfg.build()
     sn = stages.load_supernet_stage(space, sn_cfg, data, outp / "supernet", train_seeds)
     ctx = stages.StageContext(outp, device, stages.Seeds(cfg.seed), console.progress)
-    weak = stages.weak_label_stage(_WeakPlan(cfg.num_archs, tuple(cfg.proxies), cfg.all_archs), space, data, sn,
-                                   ctx, shard=stages.parse_shard(cfg.shard),
+    plan = _WeakPlan(cfg.num_archs, tuple(cfg.proxies), cfg.all_archs)
+    weak = stages.weak_label_stage(plan, space, data, sn, ctx, shard=stages.parse_shard(cfg.shard),
                                    stem=("weak_labels" if dataset == s["dataset"]
                                          else f"weak_labels-{dataset}"))
     console.say(f"{len(weak.table)} rows in {weak.path} (columns {', '.join(weak.table.names)})")
