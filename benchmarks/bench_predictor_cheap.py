@@ -86,6 +86,7 @@ def pretrained_pair(args, bench, archs, labels):
     """(plain, hybrid) predictors sharing one pretraining (cached in --work)."""
     rank = f"_rank{args.pre_rank_weight:g}" if args.pre_rank_weight else ""
     rank += f"_s{args.pre_seed}" if args.pre_seed else ""
+    rank += f"_{args.encoder}" if args.encoder != "dgcnn" else ""
     if args.extra_labels:  # a checkpoint per set of extra label tables
         import hashlib
 
@@ -93,7 +94,8 @@ def pretrained_pair(args, bench, archs, labels):
         rank += "_x" + hashlib.sha1(names.encode()).hexdigest()[:8]
     ckpt = Path(args.work) / f"pretrained_zc_e{args.pre_epochs}_b{args.pre_batch}{rank}.pt"
     if not ckpt.exists():
-        pre = RankingPredictor(bench.space, device=args.device, seed=args.pre_seed)
+        pre = RankingPredictor(bench.space, device=args.device, seed=args.pre_seed,
+                               encoder=args.encoder)
         t0 = time.time()
         hist = pre.pretrain(archs, labels, epochs=args.pre_epochs, batch_size=args.pre_batch,
                             rank_weight=args.pre_rank_weight)
@@ -218,10 +220,12 @@ def run_cvpr(args: argparse.Namespace) -> None:
                                                         replace=False)]
     rank = f"_rank{args.pre_rank_weight:g}" if args.pre_rank_weight else ""
     rank += f"_s{args.pre_seed}" if args.pre_seed else ""
+    rank += f"_{args.encoder}" if args.encoder != "dgcnn" else ""
     ckpt = work / (f"pretrained_cvpr_{args.cvpr_pre_archs}_e{args.cvpr_pre_epochs}"
                    f"_b{args.pre_batch}{rank}.pt")
     if not ckpt.exists():
-        pre = RankingPredictor(space, device=args.device, seed=args.pre_seed)
+        pre = RankingPredictor(space, device=args.device, seed=args.pre_seed,
+                               encoder=args.encoder)
         t0 = time.time()
         pre.pretrain([archs[i] for i in pre_idx], {k: v[pre_idx] for k, v in weak.items()},
                      epochs=args.cvpr_pre_epochs, batch_size=args.pre_batch,
@@ -324,9 +328,10 @@ def run_e2e(args: argparse.Namespace) -> None:
         raise SystemExit(f"label columns differ between the truth's cells {list(labels)} and "
                          f"the pretraining cells {list(pre_labels)}")
     tag = f"{args.e2e_pretrain_on}_e{args.e2e_pre_epochs}_b{args.e2e_pre_batch}"
+    tag += f"_{args.encoder}" if args.encoder != "dgcnn" else ""
     ckpt = work / f"pretrained_e2e_{tag}.pt"
     if not ckpt.exists():
-        pre = RankingPredictor(space, device=args.device, seed=0)
+        pre = RankingPredictor(space, device=args.device, seed=0, encoder=args.encoder)
         t0 = time.time()
         pre.pretrain(pre_archs, pre_labels, epochs=args.e2e_pre_epochs,
                      batch_size=args.e2e_pre_batch)
@@ -424,6 +429,8 @@ def main() -> None:
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--pre-batch", type=int, default=128)
     ap.add_argument("--pre-seed", type=int, default=0, help="seed of the pretraining run")
+    ap.add_argument("--encoder", choices=("dgcnn", "gin"), default="dgcnn",
+                    help="graph encoder of every pretrained predictor (checkpoints get a suffix)")
     ap.add_argument("--pre-rank-weight", type=float, default=0.0,
                     help="pretrain(rank_weight=...): RankNet on each label beside the MSE")
     ap.add_argument("--threads", type=int, default=1)

@@ -107,16 +107,37 @@ def normalized_pair(
     return torch.stack([a_f, a_b], dim=2).reshape(b, 2 * n, n)
 
 
+def summed_pair(counts: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The unnormalised counterpart of :func:`normalized_pair` for sum aggregation (GIN):
+    incoming and outgoing edge counts interleaved by row, ``[B, N, N]`` -> ``[B, 2N, N]``, so
+    that ``bmm(adj, h).view(B, N, 2F)`` is ``[sum over in-neighbours | sum over
+    out-neighbours]`` per node. No self loops (the node's own features enter separately);
+    padded nodes have no edges, so their rows and columns are zero."""
+    b, n, _ = counts.shape
+    m = counts.to(dtype)
+    return torch.stack([m, m.transpose(1, 2)], dim=2).reshape(b, 2 * n, n)
+
+
+#: how each encoder aggregates neighbours (the adjacency :func:`dense_batch` builds)
+AGGREGATIONS = ("gcn", "sum")
+
+
 def dense_batch(
     x: torch.Tensor, counts: torch.Tensor, num_nodes: torch.Tensor, hparams: torch.Tensor | None,
+    aggregation: str = "gcn",
 ) -> DenseGraphBatch:
     """Padded features ``[B, N, F]``, incoming edge counts ``[B, N, N]`` and node counts ``[B]``
-    (as stored by :class:`~predictor.graphs.GraphCache`) -> a :class:`DenseGraphBatch`."""
+    (as stored by :class:`~predictor.graphs.GraphCache`) -> a :class:`DenseGraphBatch` whose
+    adjacency is GCN-normalised (``"gcn"``, DGCNN) or raw edge counts (``"sum"``, GIN)."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     n = x.shape[1]
     mask = None
     if bool((num_nodes < n).any()):
         mask = torch.arange(n, device=x.device).unsqueeze(0) < num_nodes.unsqueeze(1)
-    return DenseGraphBatch(x, normalized_pair(counts, mask, x.dtype), mask, x.shape[0], hparams)
+    adj = (normalized_pair(counts, mask, x.dtype) if aggregation == "gcn"
+           else summed_pair(counts, x.dtype))
+    return DenseGraphBatch(x, adj, mask, x.shape[0], hparams)
 
 
 def dense_gcn_stack(convs: Sequence[nn.Module], x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
@@ -190,6 +211,6 @@ def dense_pool_readout(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor |
 
 
 __all__ = [
-    "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_gcn_stack", "dense_pool_readout",
-    "incoming_counts", "normalized_pair",
+    "AGGREGATIONS", "DENSE_MAX_NODES", "DenseGraphBatch", "dense_batch", "dense_gcn_stack",
+    "dense_pool_readout", "incoming_counts", "normalized_pair", "summed_pair",
 ]

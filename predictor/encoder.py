@@ -1,18 +1,23 @@
-"""DGCNN graph encoder (Zhang et al., AAAI 2018) adapted to architecture DAGs, plus heads.
+"""Graph encoders of architecture DAGs (DGCNN, Zhang et al., AAAI 2018; GIN, Xu et al., ICLR
+2019), plus heads.
 
-Graph convolutions -> concatenated layer outputs -> sort pooling (PyG ``SortAggregation``) ->
-1-D convolutions -> an embedding. Architecture DAGs are directed: each layer runs one GCN over the
-forward edges and one over the reversed edges and sums them, so a node hears both its inputs and
-its consumers, each through its own weights.
+DGCNN (the default, AceNAS's encoder): graph convolutions -> concatenated layer outputs -> sort
+pooling (PyG ``SortAggregation``) -> 1-D convolutions -> an embedding. Architecture DAGs are
+directed: each layer runs one GCN over the forward edges and one over the reversed edges and sums
+them, so a node hears both its inputs and its consumers, each through its own weights.
+
+GIN (``encoder="gin"``, issue 15's comparison): sum aggregation of in- and out-neighbours, MLP
+updates, and a sum over nodes of every layer's output as the readout.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch_geometric.nn import GCNConv
+from torch_geometric.nn import GCNConv, global_add_pool
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.aggr import SortAggregation
+from torch_geometric.utils import remove_self_loops, scatter
 
 from nasrank.errors import NasrankError
 
@@ -50,6 +55,8 @@ class DGCNNEncoder(nn.Module):
     ascending order, and no graph has more than ``k`` nodes worth keeping (sort pooling keeps the
     ``k`` nodes with the largest last channel and zero-pads smaller graphs).
     """
+
+    aggregation = "gcn"  # the dense adjacency it reads (see predictor.dense.dense_batch)
 
     def __init__(
         self, node_dim: int, k: int, *, hidden: int = 128, num_layers: int = 4,
@@ -97,6 +104,79 @@ class DGCNNEncoder(nn.Module):
         return self.embed(h.flatten(1))
 
 
+class DirectedGINLayer(nn.Module):
+    """A GIN layer (Xu et al., ICLR 2019: sum aggregation, MLP update) for DAGs:
+    ``h' = relu(W2 relu(W1 [h | sum of in-neighbours | sum of out-neighbours]))``.
+
+    GIN sums ``(1 + eps) h`` and the neighbour sum before its MLP; here the node's own
+    features and the two directions' sums are concatenated instead, so the first linear map
+    weighs each on its own (it contains GIN's form) and edge direction counts. Sums, unlike
+    GCN's degree-normalised means, keep the in- and out-degree of every node in its features."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(3 * in_dim, out_dim)
+        self.lin2 = nn.Linear(out_dim, out_dim)
+
+    def update(self, h: torch.Tensor, in_sum: torch.Tensor, out_sum: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.lin2(torch.relu(self.lin1(torch.cat([h, in_sum, out_sum], -1)))))
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Sparse: ``h`` ``[num_nodes, F]``, ``edge_index`` without self loops."""
+        src, dst = edge_index
+        in_sum = scatter(h.index_select(0, src), dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        out_sum = scatter(h.index_select(0, dst), src, dim=0, dim_size=h.shape[0], reduce="sum")
+        return self.update(h, in_sum, out_sum)
+
+
+class GINEncoder(nn.Module):
+    """Graph batch -> one embedding per graph: ``num_layers`` :class:`DirectedGINLayer` s, the
+    outputs of every layer concatenated per node (jumping knowledge, as GIN's readout), summed
+    over each graph's real nodes, then ``Linear -> ReLU -> Dropout`` to the embedding.
+
+    Takes the same inputs as :class:`DGCNNEncoder`: sparse (``x``, ``edge_index``, ``batch``)
+    or the dense inputs of a :class:`~predictor.dense.DenseGraphBatch` built with sum
+    aggregation (``adj`` of raw edge counts); same weights, same result."""
+
+    aggregation = "sum"
+
+    def __init__(self, node_dim: int, *, hidden: int = 128, num_layers: int = 4,
+                 embedding_dim: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        dims = [node_dim] + [hidden] * num_layers
+        self.convs = nn.ModuleList(DirectedGINLayer(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.embed = nn.Sequential(nn.Linear(hidden * num_layers, embedding_dim), nn.ReLU(),
+                                   nn.Dropout(dropout))
+        self.embedding_dim = embedding_dim
+
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None,
+        num_graphs: int,
+    ) -> torch.Tensor:
+        if x.dim() == 3:  # dense: edge_index is adj [B, 2N, N] of counts, batch the mask
+            b, n, _ = x.shape
+            h, outs = x, []
+            for conv in self.convs:
+                y = torch.bmm(edge_index, h).view(b, n, 2, h.shape[-1])
+                h = conv.update(h, y[:, :, 0], y[:, :, 1])
+                outs.append(h)
+            hs = torch.cat(outs, dim=-1)
+            if batch is not None:  # padded nodes are not summed (their rows are MLP(0) != 0)
+                hs = hs * batch.unsqueeze(-1).to(hs.dtype)
+            return self.embed(hs.sum(1))
+        edge_index, _ = remove_self_loops(edge_index)  # as the dense counts drop them
+        h, outs = x, []
+        for conv in self.convs:
+            h = conv(h, edge_index)
+            outs.append(h)
+        pooled = global_add_pool(torch.cat(outs, dim=-1), batch, size=num_graphs)
+        return self.embed(pooled)
+
+
+#: the graph encoders :class:`PredictorNet` can use (``encoder=``); DGCNN is AceNAS's
+ENCODERS = ("dgcnn", "gin")
+
+
 #: Dropout of AceNAS's regression heads (Zhang et al. 2021; the released code's head is
 #: Linear -> ReLU -> Dropout(0.5) -> Linear for its GCN predictor, on the pretraining heads and
 #: the ranking head alike): the AceNAS preset's ``head_dropout``.
@@ -136,7 +216,8 @@ class SeededDropout(nn.Module):
 
 
 class PredictorNet(nn.Module):
-    """Encoder + hyper-parameter features + heads.
+    """Encoder (``encoder``: ``"dgcnn"``, the default and AceNAS's, or ``"gin"``) +
+    hyper-parameter features + heads.
 
     ``aux_head`` (one output per pretraining label) is the multi-task regression head;
     ``rank_head`` outputs the ranking score used by ``fit`` / ``predict``. Each head is
@@ -151,13 +232,20 @@ class PredictorNet(nn.Module):
         self, node_dim: int, k: int, hparam_dim: int, num_tasks: int, *, hidden: int = 128,
         num_layers: int = 4, embedding_dim: int = 128, head_hidden: int = 128,
         dropout: float = 0.0, head_dropout: float = 0.0, hybrid_labels: int = 0,
+        encoder: str = "dgcnn",
     ) -> None:
         super().__init__()
         if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not (
                 0.0 <= head_dropout < 1.0):
             raise NasrankError(f"head_dropout must be a number in [0, 1), got {head_dropout!r}")
-        self.encoder = DGCNNEncoder(node_dim, k, hidden=hidden, num_layers=num_layers,
-                                    embedding_dim=embedding_dim, dropout=dropout)
+        if encoder not in ENCODERS:
+            raise NasrankError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        if encoder == "gin":
+            self.encoder = GINEncoder(node_dim, hidden=hidden, num_layers=num_layers,
+                                      embedding_dim=embedding_dim, dropout=dropout)
+        else:
+            self.encoder = DGCNNEncoder(node_dim, k, hidden=hidden, num_layers=num_layers,
+                                        embedding_dim=embedding_dim, dropout=dropout)
         feat = embedding_dim + hparam_dim
         self.num_tasks = num_tasks
         self.head_dropout = float(head_dropout)

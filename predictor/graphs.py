@@ -24,7 +24,7 @@ import torch
 from nasrank.spaces.base import SearchSpace
 from nasrank.errors import InvalidArchitectureError, NasrankError
 
-from .dense import DENSE_MAX_NODES, DenseGraphBatch, dense_batch, incoming_counts
+from .dense import AGGREGATIONS, DENSE_MAX_NODES, DenseGraphBatch, dense_batch, incoming_counts
 
 
 @dataclass
@@ -94,8 +94,12 @@ class GraphCache:
     """Per-key cache of ``(x, edge_index, hparams)`` for one space, plus the padded rows of
     the dense layout when ``dense`` (default: ``space.max_nodes <= DENSE_MAX_NODES``)."""
 
-    def __init__(self, space: SearchSpace, *, dense: bool | None = None) -> None:
+    def __init__(self, space: SearchSpace, *, dense: bool | None = None,
+                 aggregation: str = "gcn") -> None:
+        if aggregation not in AGGREGATIONS:
+            raise NasrankError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         self.space = space
+        self.aggregation = aggregation  # the dense adjacency's kind (see dense.dense_batch)
         self._graphs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._key_of: dict[Any, str] = {}  # arch value or string -> canonical key (memo)
         self._row: dict[str, int] = {}  # canonical key -> row of the dense store
@@ -190,4 +194,4 @@ class GraphCache:
         s = self._store
         hparams = s.hparams.index_select(0, rows) if self.space.hparam_dim > 0 else None
         return dense_batch(s.x.index_select(0, rows), s.counts.index_select(0, rows),
-                           s.num_nodes.index_select(0, rows), hparams)
+                           s.num_nodes.index_select(0, rows), hparams, self.aggregation)

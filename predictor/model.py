@@ -23,7 +23,7 @@ from nasrank.spaces.base import SearchSpace
 from nasrank.errors import LabelTableError, NasrankError, SpaceMismatchError
 from nasrank.spaces.labels import LabelTable
 
-from .encoder import PredictorNet, SeededDropout
+from .encoder import ENCODERS, PredictorNet, SeededDropout
 from .dense import DENSE_MAX_NODES, DenseGraphBatch
 from .graphs import GraphBatch, GraphCache
 from .optim import FlatAdam
@@ -101,6 +101,9 @@ class RankingPredictor:
         dense: batch layout of the encoder (same weights and outputs either way): padded
             tensors and batched matmuls (fast at small batches), or sparse message passing;
             ``None`` picks dense when ``space.max_nodes <= DENSE_MAX_NODES`` (32).
+        encoder: the graph encoder: ``"dgcnn"`` (AceNAS's; the default, also what a
+            checkpoint without the key loads as) or ``"gin"`` (sum aggregation, MLP updates,
+            sum readout: ``predictor.encoder.GINEncoder``).
         hybrid: the ranking head also reads each architecture's weak-label vector (issue 15):
             the measured one for the archs of the pretraining table (and any added with
             :meth:`add_measured_labels`), else the pretraining heads' prediction of it. Needs
@@ -113,10 +116,12 @@ class RankingPredictor:
         self, space: SearchSpace, *, device: str | torch.device = "cpu", seed: int = 0,
         hidden: int = 128, num_layers: int = 4, embedding_dim: int = 128,
         head_hidden: int = 128, dropout: float = 0.0, head_dropout: float = 0.0,
-        dense: bool | None = None, hybrid: bool = False,
+        dense: bool | None = None, hybrid: bool = False, encoder: str = "dgcnn",
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise NasrankError(f"seed must be an int, got {seed!r}")
+        if encoder not in ENCODERS:
+            raise NasrankError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.space = space
         self.device = torch.device(device)
         self.seed = int(seed)
@@ -128,11 +133,15 @@ class RankingPredictor:
             "dropout": _check_nonneg_float("dropout", dropout),
             "head_dropout": _check_nonneg_float("head_dropout", head_dropout),
         }
+        if encoder != "dgcnn":  # only when set: DGCNN checkpoints stay as they were
+            self.hparams_cfg["encoder"] = encoder
+        self.encoder_name = encoder
         if not isinstance(hybrid, bool):
             raise NasrankError(f"hybrid must be True or False, got {hybrid!r}")
         self.hybrid = hybrid
         self._measured: dict[str, np.ndarray] = {}  # canonical key -> z-normalised weak labels
-        self._graphs = GraphCache(space, dense=dense)
+        self._graphs = GraphCache(space, dense=dense,
+                                  aggregation="sum" if encoder == "gin" else "gcn")
         self.label_names: list[str] = []
         self.label_mean = np.zeros(0)
         self.label_std = np.ones(0)

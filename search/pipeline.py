@@ -476,9 +476,11 @@ def pretrain_command(cfg: Any, console: Any, *, device: str) -> None:
             settings["hybrid"] = True
         if cfg.rank_weight:  # likewise
             settings["rank_weight"] = cfg.rank_weight
+        if cfg.encoder != "dgcnn":  # likewise
+            settings["encoder"] = cfg.encoder
         check_or_record(outp, settings)
     plan = _PretrainPlan(cfg.epochs, cfg.hybrid, False if cfg.compile == "off" else cfg.compile,
-                         cfg.rank_weight)
+                         cfg.rank_weight, cfg.encoder)
     res = stages.pretrain_stage(plan, space, table, ctx, columns=list(cfg.columns) or None)
     console.say(f"pretrained predictor {'reused' if res.reused else 'written'}: {res.checkpoint}")
 
@@ -489,6 +491,7 @@ class _PretrainPlan:
     hybrid: bool = False
     pretrain_compile: bool | str = False
     pretrain_rank_weight: float = 0.0
+    encoder: str = "dgcnn"
 
 
 def finetune_command(cfg: Any, console: Any, *, device: str) -> None:

@@ -335,7 +335,8 @@ def pretrain_stage(cfg: Any, space: Any, table: Any, ctx: StageContext, *,
         raise NasrankError(f"no usable weak-label column in {table.names} (all constant or NaN)")
     rows = [archs[k] for k in table.keys] if archs else table_archs(space, table)
     model = RankingPredictor(space, device=ctx.device, seed=ctx.seeds.int("pretrain"),
-                             hybrid=bool(getattr(cfg, "hybrid", False)))
+                             hybrid=bool(getattr(cfg, "hybrid", False)),
+                             encoder=getattr(cfg, "encoder", "dgcnn"))
     model.pretrain(rows, table, columns=cols, epochs=cfg.pretrain_epochs,
                    compile=getattr(cfg, "pretrain_compile", False),
                    rank_weight=getattr(cfg, "pretrain_rank_weight", 0.0), progress=ctx.progress)
