@@ -22,11 +22,12 @@ SMALL = {"hidden": 16, "embedding_dim": 16, "head_hidden": 16}
 
 def brute_force_embedding(enc: GINEncoder, x: np.ndarray, edges: list[tuple[int, int]]) -> np.ndarray:
     """The encoder's embedding of one graph by explicit loops over nodes and edges (float64):
-    h_v' = relu(W2 relu(W1 [h_v | sum over edges u->v of h_u | sum over edges v->w of h_w] + b1)
-    + b2); self loops ignored, parallel edges counted; readout = sum over nodes of the
-    concatenated layer outputs, then relu(linear)."""
+    h_v' = act(W2 act(W1 [h_v | sum over edges u->v of h_u | sum over edges v->w of h_w] + b1)
+    + b2), act = LeakyReLU(0.01); self loops ignored, parallel edges counted; readout = sum over
+    nodes of the concatenated layer outputs, then relu(linear)."""
     w = {n: p.detach().double().numpy() for n, p in enc.named_parameters()}
     relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    leaky = lambda a: np.where(a > 0, a, 0.01 * a)  # noqa: E731
     h, outs = x.astype(np.float64), []
     for i in range(len(enc.convs)):
         new = []
@@ -34,8 +35,8 @@ def brute_force_embedding(enc: GINEncoder, x: np.ndarray, edges: list[tuple[int,
             s_in = sum((h[u] for u, t in edges if t == v and u != v), np.zeros(h.shape[1]))
             s_out = sum((h[t] for u, t in edges if u == v and t != v), np.zeros(h.shape[1]))
             z = np.concatenate([h[v], s_in, s_out])
-            a = relu(w[f"convs.{i}.lin1.weight"] @ z + w[f"convs.{i}.lin1.bias"])
-            new.append(relu(w[f"convs.{i}.lin2.weight"] @ a + w[f"convs.{i}.lin2.bias"]))
+            a = leaky(w[f"convs.{i}.lin1.weight"] @ z + w[f"convs.{i}.lin1.bias"])
+            new.append(leaky(w[f"convs.{i}.lin2.weight"] @ a + w[f"convs.{i}.lin2.bias"]))
         h = np.stack(new)
         outs.append(h)
     pooled = np.concatenate(outs, axis=1).sum(0)
