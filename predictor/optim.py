@@ -19,6 +19,12 @@ from torch import nn
 
 _HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_")
 
+#: :class:`FlatAdam` sets vanishing weights and moments to 0 every this many steps (see
+#: :meth:`FlatAdam.flush_vanishing_`; 0 turns it off)
+FLUSH_SUBNORMALS_EVERY = 16
+#: magnitude below which :meth:`FlatAdam.flush_vanishing_` zeroes weights and first moments
+VANISHING = 1e-30
+
 
 class FlatAdam:
     """Adam over ``params`` laid out in one flat buffer (gradients in another).
@@ -41,6 +47,7 @@ class FlatAdam:
         dtypes = {p.dtype for p in self.params}
         self.flat: nn.Parameter | None = None
         self._direct = _HAS_FUSED_ADAM  # step through the fused kernel itself (see step)
+        self._steps = 0  # for the periodic subnormal flush
         fusable = (len(devices) == 1 and dtypes == {torch.float32}
                    and next(iter(devices)).type in ("cpu", "cuda"))
         if not fusable:
@@ -65,6 +72,47 @@ class FlatAdam:
             self.flat.grad.zero_()
 
     def step(self) -> None:
+        self._update()
+        self._after_step()
+
+    def _after_step(self) -> None:
+        self._steps += 1
+        if FLUSH_SUBNORMALS_EVERY and self._steps % FLUSH_SUBNORMALS_EVERY == 0:
+            self.flush_vanishing_(cpu_only=True)
+
+    @torch.no_grad()
+    def flush_vanishing_(self, *, cpu_only: bool = False) -> None:
+        """Set to 0 the weights and first moments below :data:`VANISHING` in magnitude, and the
+        second moments that are subnormal (below float32's smallest normal number).
+        ``cpu_only``: only tensors on the CPU (GPUs compute on subnormals at full speed).
+        :meth:`step` calls it on the CPU every :data:`FLUSH_SUBNORMALS_EVERY` steps, without a
+        device sync.
+
+        Why: with L2 weight decay, Adam moves a weight that the loss no longer reaches (into or
+        out of a dead ReLU unit of a head) by ``lr * wd * w / eps`` once ``wd * w`` is below
+        ``eps``: geometrically towards 0, forever. On the way its products with gradients fall
+        into float32's subnormal range, where CPU arithmetic takes a slow microcode path: the
+        backward of a 250-epoch DGCNN had 948 subnormal gradients per batch and took 1.18x the
+        time of a fresh one (BENCHMARKS.md, issue 16). A weight below 1e-30 times an activation
+        or gradient of any size below 1e6 adds less than 1e-24 to a sum, far below the float32
+        rounding of any term that matters, so zeroing it changes no result that is not itself
+        vanishing; a run whose values all stay above it is bit for bit the same.
+        ``torch.set_flush_denormal`` would flush in hardware, but only for the calling thread."""
+        tiny = torch.finfo(torch.float32).tiny
+        if self.flat is not None:
+            groups = [([self.flat], self.optimizer.state.get(self.flat, {}))]
+        else:
+            groups = [([p], self.optimizer.state.get(p, {})) for p in self.params]
+        for params, state in groups:
+            pairs = [(t, VANISHING) for t in params]
+            if "exp_avg" in state:
+                pairs += [(state["exp_avg"], VANISHING), (state["exp_avg_sq"], tiny)]
+            for t, below in pairs:
+                if t.dtype != torch.float32 or (cpu_only and t.device.type != "cpu"):
+                    continue
+                t.masked_fill_((t.abs() < below) & (t != 0), 0.0)
+
+    def _update(self) -> None:
         # After the first step (which creates Adam's state), call the fused kernel straight:
         # ``Optimizer.step``'s Python bookkeeping (hooks, grouping by device and dtype, state
         # checks) costs as much as the update itself at this size (0.34 vs 0.17 ms per step on
@@ -145,8 +193,10 @@ class FlatAdam:
             lr.fill_(float(group["lr"]))
             # what torch.optim's step wrapper records, so LR schedulers know a step happened
             self.optimizer._opt_called = True  # type: ignore[attr-defined]
-            return compiled(flat.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"],
+            loss = compiled(flat.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"],
                             lr, *inputs)
+            self._after_step()
+            return loss
 
         return run
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +244,51 @@ def test_compiled_step_refuses_what_it_cannot_run():
     opt = FlatAdam(other.parameters(), lr=0.1, weight_decay=0.0)
     with pytest.raises(ValueError, match=r"parameters \[0, 1\] of this optimiser are not in the module"):
         opt.compiled_step(nn.Linear(3, 2), lambda m, x: m(x).sum())
+
+
+def test_flush_vanishing_zeroes_tiny_weights_and_moments_and_keeps_the_rest_exactly():
+    from nasrank.predictor.optim import VANISHING
+
+    assert VANISHING == 1e-30
+    tiny = torch.finfo(torch.float32).tiny
+    values = [1.0, 1e-31, -1e-35, tiny / 4, 0.0, -0.0, 1e-29, -2e-30]
+    a = nn.Parameter(torch.tensor(values))
+    b = nn.Parameter(torch.tensor([[3e-39, 5.0]]))  # 3e-39 < tiny (1.18e-38): subnormal
+    opt = FlatAdam([a, b], lr=0.1, weight_decay=0.0)
+    a.grad.fill_(1.0), b.grad.fill_(1.0)
+    opt.step()  # creates the moments
+    with torch.no_grad():
+        a.copy_(torch.tensor(values))
+        b.copy_(torch.tensor([[3e-39, 5.0]]))
+        state = opt.optimizer.state[opt.flat]
+        state["exp_avg"].fill_(0.5)
+        state["exp_avg"][:3] = torch.tensor([1e-31, 2e-30, -1e-40])
+        state["exp_avg_sq"].fill_(0.25)
+        state["exp_avg_sq"][:3] = torch.tensor([1e-35, 1e-40, 1e-31])  # squares: only subnormals go
+    opt.flush_vanishing_()
+    f32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
+    assert a.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32(1e-29), f32(-2e-30)]  # the rest exact
+    assert math.copysign(1.0, float(a[5])) == -1.0  # a zero is left alone, sign included
+    assert b.tolist() == [[0.0, 5.0]]
+    assert state["exp_avg"][:3].tolist() == [0.0, f32(2e-30), 0.0]
+    assert bool((state["exp_avg"][3:] == 0.5).all())
+    assert state["exp_avg_sq"][:3].tolist() == [f32(1e-35), 0.0, f32(1e-31)]
+
+
+def test_step_flushes_every_16_steps_and_the_per_tensor_fallback_flushes_too():
+    from nasrank.predictor.optim import FLUSH_SUBNORMALS_EVERY
+
+    assert FLUSH_SUBNORMALS_EVERY == 16
+    w = nn.Parameter(torch.tensor([1e-40, 1.0]))
+    opt = FlatAdam([w], lr=0.0, weight_decay=0.0)  # lr 0: the steps leave w alone
+    for _ in range(15):
+        opt.step()
+    assert w[0].item() == pytest.approx(1e-40, rel=1e-3)  # still there after 15 steps
+    opt.step()
+    assert w.tolist() == [0.0, 1.0]
+    d = nn.Parameter(torch.tensor([1e-40, 1.0], dtype=torch.float64))  # not subnormal in float64
+    f = nn.Parameter(torch.tensor([1e-40, 1.0]))
+    fallback = FlatAdam([d, f], lr=0.1, weight_decay=0.0)
+    assert fallback.flat is None
+    fallback.flush_vanishing_()
+    assert d.tolist() == [1e-40, 1.0] and f.tolist() == [0.0, 1.0]
