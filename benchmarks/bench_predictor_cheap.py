@@ -429,7 +429,7 @@ def main() -> None:
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--pre-batch", type=int, default=128)
     ap.add_argument("--pre-seed", type=int, default=0, help="seed of the pretraining run")
-    ap.add_argument("--encoder", choices=("dgcnn", "gin"), default="dgcnn",
+    ap.add_argument("--encoder", choices=("dgcnn", "gin", "transformer"), default="dgcnn",
                     help="graph encoder of every pretrained predictor (checkpoints get a suffix)")
     ap.add_argument("--pre-rank-weight", type=float, default=0.0,
                     help="pretrain(rank_weight=...): RankNet on each label beside the MSE")

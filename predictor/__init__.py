@@ -11,6 +11,7 @@ from nasrank.lazy import lazy_exports
 _EXPORTS = {
     "DGCNNEncoder": "encoder", "DirectedGCNLayer": "encoder", "PredictorNet": "encoder",
     "GINEncoder": "encoder", "DirectedGINLayer": "encoder", "ENCODERS": "encoder",
+    "TransformerEncoder": "encoder", "DirectedTransformerLayer": "encoder",
     "LOSS_NAMES": "losses", "acenas_relevance": "losses", "get_loss": "losses",
     "lambdarank_loss": "losses", "margin_ranking_loss": "losses", "mse_loss": "losses",
     "ranknet_loss": "losses",
@@ -27,7 +28,7 @@ __getattr__ = lazy_exports(globals(), _EXPORTS)
 
 __all__ = [
     "RankingPredictor", "PretrainingEnsemble", "PRETRAINED_FINETUNE_LR", "DGCNNEncoder", "DirectedGCNLayer", "PredictorNet",
-    "GINEncoder", "DirectedGINLayer", "ENCODERS",
+    "GINEncoder", "DirectedGINLayer", "ENCODERS", "TransformerEncoder", "DirectedTransformerLayer",
     "LOSS_NAMES", "acenas_relevance", "get_loss", "lambdarank_loss", "ranknet_loss",
     "margin_ranking_loss", "mse_loss",
     "kendall_tau", "spearman", "ndcg_at_k", "ndcg_exp_at_k", "ndcg_lin_at_k", "precision_at_k",

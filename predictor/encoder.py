@@ -6,8 +6,9 @@ pooling (PyG ``SortAggregation``) -> 1-D convolutions -> an embedding. Architect
 directed: each layer runs one GCN over the forward edges and one over the reversed edges and sums
 them, so a node hears both its inputs and its consumers, each through its own weights.
 
-GIN (``encoder="gin"``, issue 15's comparison): sum aggregation of in- and out-neighbours, MLP
-updates, and a sum over nodes of every layer's output as the readout.
+GIN (``encoder="gin"``) and a graph transformer (``encoder="transformer"``, PyG
+``TransformerConv``), issue 15's comparison: aggregation over in- and out-neighbours (sums,
+attention), and a sum over nodes of every layer's output as the readout.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GCNConv, global_add_pool
+from torch_geometric.nn import GCNConv, TransformerConv, global_add_pool
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.aggr import SortAggregation
 from torch_geometric.utils import remove_self_loops, scatter
@@ -185,8 +186,54 @@ class GINEncoder(nn.Module):
         return self.embed(pooled)
 
 
+class DirectedTransformerLayer(nn.Module):
+    """A graph-transformer layer (PyG ``TransformerConv``: Shi et al., IJCAI 2021) for DAGs:
+    ``h' = act(T_in(h, E) + T_out(h, E^T))``, where each ``T`` is multi-head dot-product
+    attention of a node over its in- (or out-) neighbours plus a skip projection of the node
+    itself, heads averaged. Each direction has its own weights, as in
+    :class:`DirectedGCNLayer`. ``act`` is LeakyReLU (see :class:`DirectedGINLayer`)."""
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int = 4) -> None:
+        super().__init__()
+        self.fwd = TransformerConv(in_dim, out_dim, heads=heads, concat=False)
+        self.bwd = TransformerConv(in_dim, out_dim, heads=heads, concat=False)
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.fwd(h, edge_index) + self.bwd(h, edge_index.flip(0)), GIN_SLOPE)
+
+
+class TransformerEncoder(nn.Module):
+    """Graph batch -> one embedding per graph: ``num_layers`` :class:`DirectedTransformerLayer`
+    s, every layer's output concatenated per node, summed over each graph's nodes, then
+    ``Linear -> ReLU -> Dropout``. Sparse inputs only (``x``, ``edge_index``, ``batch``);
+    a parallel edge or a self loop is one more attention target, as in PyG."""
+
+    aggregation = None  # no dense path
+
+    def __init__(self, node_dim: int, *, hidden: int = 128, num_layers: int = 4,
+                 embedding_dim: int = 128, dropout: float = 0.0, heads: int = 4) -> None:
+        super().__init__()
+        dims = [node_dim] + [hidden] * num_layers
+        self.convs = nn.ModuleList(DirectedTransformerLayer(a, b, heads)
+                                   for a, b in zip(dims[:-1], dims[1:]))
+        self.embed = nn.Sequential(nn.Linear(hidden * num_layers, embedding_dim), nn.ReLU(),
+                                   nn.Dropout(dropout))
+        self.embedding_dim = embedding_dim
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor,
+                num_graphs: int) -> torch.Tensor:
+        if x.dim() == 3:
+            raise NasrankError("the transformer encoder has no dense path: build the predictor "
+                               "with dense=False (RankingPredictor does so for this encoder)")
+        h, outs = x, []
+        for conv in self.convs:
+            h = conv(h, edge_index)
+            outs.append(h)
+        return self.embed(global_add_pool(torch.cat(outs, dim=-1), batch, size=num_graphs))
+
+
 #: the graph encoders :class:`PredictorNet` can use (``encoder=``); DGCNN is AceNAS's
-ENCODERS = ("dgcnn", "gin")
+ENCODERS = ("dgcnn", "gin", "transformer")
 
 
 #: Dropout of AceNAS's regression heads (Zhang et al. 2021; the released code's head is
@@ -228,7 +275,8 @@ class SeededDropout(nn.Module):
 
 
 class PredictorNet(nn.Module):
-    """Encoder (``encoder``: ``"dgcnn"``, the default and AceNAS's, or ``"gin"``) +
+    """Encoder (``encoder``: ``"dgcnn"``, the default and AceNAS's, ``"gin"`` or
+    ``"transformer"``) +
     hyper-parameter features + heads.
 
     ``aux_head`` (one output per pretraining label) is the multi-task regression head;
@@ -255,6 +303,9 @@ class PredictorNet(nn.Module):
         if encoder == "gin":
             self.encoder = GINEncoder(node_dim, hidden=hidden, num_layers=num_layers,
                                       embedding_dim=embedding_dim, dropout=dropout)
+        elif encoder == "transformer":
+            self.encoder = TransformerEncoder(node_dim, hidden=hidden, num_layers=num_layers,
+                                              embedding_dim=embedding_dim, dropout=dropout)
         else:
             self.encoder = DGCNNEncoder(node_dim, k, hidden=hidden, num_layers=num_layers,
                                         embedding_dim=embedding_dim, dropout=dropout)

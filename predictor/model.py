@@ -103,7 +103,8 @@ class RankingPredictor:
             ``None`` picks dense when ``space.max_nodes <= DENSE_MAX_NODES`` (32).
         encoder: the graph encoder: ``"dgcnn"`` (AceNAS's; the default, also what a
             checkpoint without the key loads as) or ``"gin"`` (sum aggregation, MLP updates,
-            sum readout: ``predictor.encoder.GINEncoder``).
+            sum readout: ``predictor.encoder.GINEncoder``) or ``"transformer"`` (attention over
+            in- and out-neighbours, PyG ``TransformerConv``; sparse path only).
         hybrid: the ranking head also reads each architecture's weak-label vector (issue 15):
             the measured one for the archs of the pretraining table (and any added with
             :meth:`add_measured_labels`), else the pretraining heads' prediction of it. Needs
@@ -140,6 +141,10 @@ class RankingPredictor:
             raise NasrankError(f"hybrid must be True or False, got {hybrid!r}")
         self.hybrid = hybrid
         self._measured: dict[str, np.ndarray] = {}  # canonical key -> z-normalised weak labels
+        if encoder == "transformer":
+            if dense:
+                raise NasrankError("encoder='transformer' has no dense path; got dense=True")
+            dense = False
         self._graphs = GraphCache(space, dense=dense,
                                   aggregation="sum" if encoder == "gin" else "gcn")
         self.label_names: list[str] = []

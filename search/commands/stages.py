@@ -155,8 +155,9 @@ class PretrainCommand(Command):
     epochs: int = option(300, "pretraining epochs", low=1)
     hybrid: bool = option(False, "the ranking head also reads each arch's measured weak labels "
                                  "(predicted ones for archs outside the table)")
-    encoder: str = option("dgcnn", "graph encoder: dgcnn (AceNAS's) or gin (sum aggregation)",
-                          choices=("dgcnn", "gin"))
+    encoder: str = option("dgcnn", "graph encoder: dgcnn (AceNAS's), gin (sum aggregation) or "
+                          "transformer (attention over neighbours)",
+                          choices=("dgcnn", "gin", "transformer"))
     compile: str = option("off", "torch.compile the training step (dense graphs only; pays off "
                           "on long runs; reduce-overhead = CUDA graphs on a GPU)",
                           choices=("off", *COMPILE_MODES))

@@ -1,5 +1,5 @@
-"""GIN encoder (issue 15's encoder comparison): hand-computed layers and readout, dense ==
-sparse, and the RankingPredictor option end to end."""
+"""GIN and graph-transformer encoders (issue 15's encoder comparison): brute-force layers and
+readout, dense == sparse (GIN), and the RankingPredictor option end to end."""
 
 from __future__ import annotations
 
@@ -117,13 +117,13 @@ def test_predictor_option_learns_saves_and_loads(tmp_path):
     params = np.array([space.cost(a)[1] for a in archs])  # an exact function of the ops
     p = RankingPredictor(space, seed=2, encoder="gin", **SMALL)
     assert p._graphs.aggregation == "sum"
+    assert kendall_tau(p.predict(archs[200:]), params[200:]) < 0.3  # untrained (this seed)
     p.pretrain(archs[:200], {"params": params[:200]}, epochs=30, batch_size=32)
     p.fit(archs[:200], params[:200], epochs=5)
     tau = kendall_tau(p.predict(archs[200:]), params[200:])
-    # an untrained or broken encoder ranks at ~0. Not near 1: params also counts ops that the
-    # canonical graph prunes (unreachable convolutions), so it is not a function of the graph;
-    # DGCNN reaches 0.71 in this setting
-    assert tau > 0.5, tau
+    # Not near 1: params also counts ops that the canonical graph prunes (unreachable
+    # convolutions), so it is not a function of the graph; DGCNN reaches 0.69-0.71 here
+    assert tau > 0.6, tau
     path = tmp_path / "gin.pt"
     p.save(path)
     loaded = RankingPredictor.load(path, space=space)
@@ -166,7 +166,67 @@ def test_cli_pretrain_writes_a_gin_checkpoint_and_refuses_an_unknown_encoder(tmp
     code = main([*base, "--out", str(tmp_path / "g")])
     assert code != 0 and "encoder" in capsys.readouterr().err
     try:
-        code = main([*base, "--out", str(tmp_path / "h"), "--encoder", "transformer"])
+        code = main([*base, "--out", str(tmp_path / "h"), "--encoder", "graphormer"])
     except SystemExit as e:
         code = e.code
-    assert code == 2 and "transformer" in capsys.readouterr().err
+    assert code == 2 and "graphormer" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- transformer
+def brute_force_attention(conv, x: np.ndarray, edges: list[tuple[int, int]]) -> np.ndarray:
+    """PyG TransformerConv (concat=False, root weight) by loops, from its published formula:
+    out_i = W_skip x_i + mean over heads of sum_{j -> i} softmax_j(q_i . k_j / sqrt(d)) v_j."""
+    w = {n: p.detach().double().numpy() for n, p in conv.named_parameters()}
+    heads, d = conv.heads, conv.out_channels
+    q = (x @ w["lin_query.weight"].T + w["lin_query.bias"]).reshape(len(x), heads, d)
+    k = (x @ w["lin_key.weight"].T + w["lin_key.bias"]).reshape(len(x), heads, d)
+    v = (x @ w["lin_value.weight"].T + w["lin_value.bias"]).reshape(len(x), heads, d)
+    out = x @ w["lin_skip.weight"].T + w.get("lin_skip.bias", 0.0)
+    for i in range(len(x)):
+        src = [j for j, t in edges if t == i]
+        if not src:
+            continue
+        agg = np.zeros((heads, d))
+        for h in range(heads):
+            logits = np.array([q[i, h] @ k[j, h] / np.sqrt(d) for j in src])
+            a = np.exp(logits - logits.max())
+            a /= a.sum()
+            agg[h] = sum(a_j * v[j, h] for a_j, j in zip(a, src))
+        out[i] += agg.mean(0)
+    return out
+
+
+def test_transformer_layer_matches_a_brute_force_attention_loop():
+    from nasrank.predictor.encoder import DirectedTransformerLayer
+
+    edges = [(0, 1), (0, 2), (1, 2), (3, 2), (1, 3)]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, generator=g)
+    torch.manual_seed(0)
+    layer = DirectedTransformerLayer(3, 4, heads=2)
+    got = layer(x, torch.tensor(edges).T).detach().numpy()
+    xd = x.double().numpy()
+    pre = (brute_force_attention(layer.fwd, xd, edges)
+           + brute_force_attention(layer.bwd, xd, [(t, s) for s, t in edges]))
+    np.testing.assert_allclose(got, np.where(pre > 0, pre, 0.01 * pre), rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_predictor_is_sparse_learns_and_round_trips(tmp_path):
+    from nasrank.predictor.encoder import TransformerEncoder
+
+    space = NB201Space()
+    with pytest.raises(NasrankError, match="dense"):
+        RankingPredictor(space, encoder="transformer", dense=True)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(300)]
+    params = np.array([space.cost(a)[1] for a in archs])
+    p = RankingPredictor(space, seed=3, encoder="transformer", **SMALL)
+    assert not p._graphs.dense and isinstance(p.net.encoder, TransformerEncoder)
+    assert kendall_tau(p.predict(archs[200:]), params[200:]) < 0.3  # untrained (this seed)
+    p.pretrain(archs[:200], {"params": params[:200]}, epochs=30, batch_size=32)
+    p.fit(archs[:200], params[:200], epochs=5)
+    assert kendall_tau(p.predict(archs[200:]), params[200:]) > 0.6  # see the GIN test above
+    p.save(tmp_path / "t.pt")
+    loaded = RankingPredictor.load(tmp_path / "t.pt", space=space)
+    assert not loaded._graphs.dense
+    np.testing.assert_allclose(loaded.predict(archs), p.predict(archs), atol=1e-5)
