@@ -190,13 +190,17 @@ class DirectedTransformerLayer(nn.Module):
     """A graph-transformer layer (PyG ``TransformerConv``: Shi et al., IJCAI 2021) for DAGs:
     ``h' = act(T_in(h, E) + T_out(h, E^T))``, where each ``T`` is multi-head dot-product
     attention of a node over its in- (or out-) neighbours plus a skip projection of the node
-    itself, heads averaged. Each direction has its own weights, as in
+    itself; as in a transformer, the ``heads`` heads split the width (``out_dim / heads``
+    each) and are concatenated. Each direction has its own weights, as in
     :class:`DirectedGCNLayer`. ``act`` is LeakyReLU (see :class:`DirectedGINLayer`)."""
 
     def __init__(self, in_dim: int, out_dim: int, heads: int = 4) -> None:
         super().__init__()
-        self.fwd = TransformerConv(in_dim, out_dim, heads=heads, concat=False)
-        self.bwd = TransformerConv(in_dim, out_dim, heads=heads, concat=False)
+        if out_dim % heads:
+            raise NasrankError(f"the transformer's width ({out_dim}) must be a multiple of its "
+                               f"{heads} heads")
+        self.fwd = TransformerConv(in_dim, out_dim // heads, heads=heads, concat=True)
+        self.bwd = TransformerConv(in_dim, out_dim // heads, heads=heads, concat=True)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.fwd(h, edge_index) + self.bwd(h, edge_index.flip(0)), GIN_SLOPE)

@@ -174,8 +174,8 @@ def test_cli_pretrain_writes_a_gin_checkpoint_and_refuses_an_unknown_encoder(tmp
 
 # ----------------------------------------------------------------------------- transformer
 def brute_force_attention(conv, x: np.ndarray, edges: list[tuple[int, int]]) -> np.ndarray:
-    """PyG TransformerConv (concat=False, root weight) by loops, from its published formula:
-    out_i = W_skip x_i + mean over heads of sum_{j -> i} softmax_j(q_i . k_j / sqrt(d)) v_j."""
+    """PyG TransformerConv (concat=True, root weight) by loops, from its published formula:
+    out_i = W_skip x_i + [head h: sum_{j -> i} softmax_j(q_i^h . k_j^h / sqrt(d)) v_j^h]_h."""
     w = {n: p.detach().double().numpy() for n, p in conv.named_parameters()}
     heads, d = conv.heads, conv.out_channels
     q = (x @ w["lin_query.weight"].T + w["lin_query.bias"]).reshape(len(x), heads, d)
@@ -192,7 +192,7 @@ def brute_force_attention(conv, x: np.ndarray, edges: list[tuple[int, int]]) -> 
             a = np.exp(logits - logits.max())
             a /= a.sum()
             agg[h] = sum(a_j * v[j, h] for a_j, j in zip(a, src))
-        out[i] += agg.mean(0)
+        out[i] += agg.reshape(-1)
     return out
 
 
@@ -203,7 +203,7 @@ def test_transformer_layer_matches_a_brute_force_attention_loop():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, generator=g)
     torch.manual_seed(0)
-    layer = DirectedTransformerLayer(3, 4, heads=2)
+    layer = DirectedTransformerLayer(3, 6, heads=2)
     got = layer(x, torch.tensor(edges).T).detach().numpy()
     xd = x.double().numpy()
     pre = (brute_force_attention(layer.fwd, xd, edges)
