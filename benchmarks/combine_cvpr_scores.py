@@ -18,18 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from bench_predictor_nb201 import parse_seeds
-from nasrank.predictor import kendall_tau
+from nasrank.predictor import kendall_tau, ndcg_at_k
 
 
-def combined_tau(runs: list[Path], seed: int, method: str) -> tuple[float, list[float]]:
-    """(tau of the standardised mean, tau of each run) on one split."""
+def combined_scores(runs: list[Path], seed: int, method: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """(truth, mean of the runs' standardised scores, the runs' saved arrays) on one split."""
     parts = [np.load(run / f"{seed}_{method}.npz") for run in runs]
     index, truth = parts[0]["test_index"], parts[0]["truth"]
     for run, part in zip(runs, parts):
         if not np.array_equal(part["test_index"], index):
             raise SystemExit(f"{run}: split {seed} has other test archs than {runs[0]}")
     z = [(p["scores"] - p["scores"].mean()) / (p["scores"].std() or 1.0) for p in parts]
-    return kendall_tau(truth, np.mean(z, axis=0)), [kendall_tau(truth, p["scores"]) for p in parts]
+    return truth, np.mean(z, axis=0), parts
+
+
+def combined_tau(runs: list[Path], seed: int, method: str) -> tuple[float, list[float]]:
+    """(tau of the standardised mean, tau of each run) on one split."""
+    truth, mean, parts = combined_scores(runs, seed, method)
+    return kendall_tau(truth, mean), [kendall_tau(truth, p["scores"]) for p in parts]
 
 
 def main() -> None:
@@ -37,6 +43,7 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", required=True, type=Path, help="score folders (*_scores)")
     ap.add_argument("--methods", nargs="+", required=True)
     ap.add_argument("--seeds", nargs="+", default=["0-9"])
+    ap.add_argument("--ndcg", action="store_true", help="also NDCG@10 (linear gain) of the combined scores")
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
     for method in args.methods:
@@ -44,9 +51,14 @@ def main() -> None:
         comb = np.array([r[0] for r in rows])
         each = np.array([r[1] for r in rows])
         singles = " / ".join(f"{m:.3f}" for m in each.mean(0))
+        ndcg = ""
+        if args.ndcg:  # NDCG@10 with linear gain, as bench_predictor_cheap.py's ndcg_lin@10
+            vals = [ndcg_at_k(t, m, 10, gain="lin") for t, m, _ in
+                    (combined_scores(args.runs, s, method) for s in seeds)]
+            ndcg = f" NDCG@10 lin of the combined: {np.mean(vals):.3f} |"
         print(f"| {method} | {len(seeds)} | runs: {singles} | combined: {comb.mean():.3f} ± "
               f"{comb.std():.3f} (worst {comb.min():.3f}, >= 0.90: {(comb >= 0.9).sum()}) | "
-              f"combined > best run: {(comb > each.max(1)).sum()} |")
+              f"combined > best run: {(comb > each.max(1)).sum()} |{ndcg}")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,10 @@ def test_combined_cvpr_scores_hand_computed(tmp_path, monkeypatch):
     # (tau-b = 4 / sqrt((6 - 2) * 6))
     assert each == pytest.approx([4 / 6, 4 / 6])
     assert comb == pytest.approx(4 / math.sqrt(24))
+    # run a standardised: (s - 2.5) / sqrt(1.25); run b: (s - 25) / sqrt(125)
+    _, mean, _ = combine_cvpr_scores.combined_scores(runs, 3, "m")
+    z = 2 / math.sqrt(5)  # (1.5 + 0.5) / 2 / sqrt(1.25)
+    assert mean == pytest.approx([-z, -z, z, z])
     np.savez(tmp_path / "b" / "4_m.npz", test_index=idx[::-1], scores=truth, truth=truth)
     np.savez(tmp_path / "a" / "4_m.npz", test_index=idx, scores=truth, truth=truth)
     with pytest.raises(SystemExit, match="split 4 has other test archs"):
