@@ -156,9 +156,14 @@ def run(args: argparse.Namespace) -> None:
 
         if any(m.startswith("hyb_") for m in args.methods):
             raise SystemExit("--pre-ensemble-seeds: only the rf and pre_* methods")
+        encoders = args.pre_ensemble_encoders or [args.encoder] * len(args.pre_ensemble_seeds)
+        if len(encoders) != len(args.pre_ensemble_seeds):
+            raise SystemExit(f"--pre-ensemble-encoders: {len(encoders)} encoders for "
+                             f"{len(args.pre_ensemble_seeds)} --pre-ensemble-seeds")
         plain = PretrainingEnsemble([
-            pretrained_pair(argparse.Namespace(**{**vars(args), "pre_seed": s}), bench, archs,
-                            labels)[0] for s in args.pre_ensemble_seeds])
+            pretrained_pair(argparse.Namespace(**{**vars(args), "pre_seed": s, "encoder": e}),
+                            bench, archs, labels)[0]
+            for s, e in zip(args.pre_ensemble_seeds, encoders)])
     for target in args.targets:
         y_all = bench.table.column(target)
         for n in args.ns:
@@ -448,6 +453,9 @@ def main() -> None:
     ap.add_argument("--pre-ensemble-seeds", nargs="+", type=int, default=None,
                     help="NB201: the pre_* methods fine-tune a PretrainingEnsemble of the "
                          "checkpoints pretrained with these --pre-seed values")
+    ap.add_argument("--pre-ensemble-encoders", nargs="+", default=None,
+                    choices=("dgcnn", "gin", "transformer"),
+                    help="the encoder of each --pre-ensemble-seeds member (default: --encoder)")
     ap.add_argument("--extra-labels", nargs="+", default=None,
                     help="NB201: label tables of every canonical cell (e.g. our own supernet's "
                          "weak labels and proxies) added to the 13 proxies for pretraining, the "
