@@ -5,7 +5,7 @@ Pretrains on the 13 published zero-cost proxies of all 9,445 canonical NB201 cel
 labels) and prints the wall time of every epoch, the mean of the first and of the last
 ``--window`` epochs, and how many subnormal float32 values the weights hold at the end.
 ``--flush-every 0`` switches off ``FlatAdam``'s periodic flush of vanishing weights and moments
-(``nasrank.predictor.optim.FLUSH_SUBNORMALS_EVERY``) to measure the run without it; run both side by
+(``nasrank.predictor.optim.FLUSH_VANISHING_EVERY``) to measure the run without it; run both side by
 side so that they see the same machine:
 
     python benchmarks/bench_long_pretrain.py --data ../shared/data/nb201/nb201.csv --epochs 300 --flush-every 16
@@ -44,7 +44,7 @@ def main() -> None:
     from nasrank.predictor import RankingPredictor
     from nasrank.spaces.benchmarks import canonical_subset, load_nb201
 
-    optim.FLUSH_SUBNORMALS_EVERY = args.flush_every
+    optim.FLUSH_VANISHING_EVERY = args.flush_every
     bench = canonical_subset(load_nb201(args.data))
     archs = [bench.archs[k] for k in bench.table.keys]
     labels = cheap_labels(bench.table)

@@ -1,5 +1,5 @@
-"""Ranking predictor: DGCNN (or GIN) graph encoder, weak-label pretraining, ranking-loss fine-tuning,
-metrics and checkpoints (see docs/architecture.md)."""
+"""Ranking predictor: DGCNN (or GIN, a graph transformer) graph encoder, weak-label pretraining,
+ranking-loss fine-tuning, metrics and checkpoints (see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Graph encoders of architecture DAGs (DGCNN, Zhang et al., AAAI 2018; GIN, Xu et al., ICLR
-2019), plus heads.
+2019; a graph transformer, Shi et al., IJCAI 2021), plus heads.
 
 DGCNN (the default, AceNAS's encoder): graph convolutions -> concatenated layer outputs -> sort
 pooling (PyG ``SortAggregation``) -> 1-D convolutions -> an embedding. Architecture DAGs are
@@ -57,8 +57,6 @@ class DGCNNEncoder(nn.Module):
     ascending order, and no graph has more than ``k`` nodes worth keeping (sort pooling keeps the
     ``k`` nodes with the largest last channel and zero-pads smaller graphs).
     """
-
-    aggregation = "gcn"  # the dense adjacency it reads (see predictor.dense.dense_batch)
 
     def __init__(
         self, node_dim: int, k: int, *, hidden: int = 128, num_layers: int = 4,
@@ -142,6 +140,17 @@ class DirectedGINLayer(nn.Module):
         return self.update(h, in_sum, out_sum)
 
 
+def _sparse_sum_readout(encoder: nn.Module, x: torch.Tensor, edge_index: torch.Tensor,
+                        batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """``encoder.convs`` in turn on a sparse batch, every layer's output concatenated per node,
+    summed per graph, then ``encoder.embed`` (the readout of GIN and the transformer)."""
+    h, outs = x, []
+    for conv in encoder.convs:
+        h = conv(h, edge_index)
+        outs.append(h)
+    return encoder.embed(global_add_pool(torch.cat(outs, dim=-1), batch, size=num_graphs))
+
+
 class GINEncoder(nn.Module):
     """Graph batch -> one embedding per graph: ``num_layers`` :class:`DirectedGINLayer` s, the
     outputs of every layer concatenated per node (jumping knowledge, as GIN's readout), summed
@@ -150,8 +159,6 @@ class GINEncoder(nn.Module):
     Takes the same inputs as :class:`DGCNNEncoder`: sparse (``x``, ``edge_index``, ``batch``)
     or the dense inputs of a :class:`~predictor.dense.DenseGraphBatch` built with sum
     aggregation (``adj`` of raw edge counts); same weights, same result."""
-
-    aggregation = "sum"
 
     def __init__(self, node_dim: int, *, hidden: int = 128, num_layers: int = 4,
                  embedding_dim: int = 128, dropout: float = 0.0) -> None:
@@ -178,12 +185,7 @@ class GINEncoder(nn.Module):
                 hs = hs * batch.unsqueeze(-1).to(hs.dtype)
             return self.embed(hs.sum(1))
         edge_index, _ = remove_self_loops(edge_index)  # as the dense counts drop them
-        h, outs = x, []
-        for conv in self.convs:
-            h = conv(h, edge_index)
-            outs.append(h)
-        pooled = global_add_pool(torch.cat(outs, dim=-1), batch, size=num_graphs)
-        return self.embed(pooled)
+        return _sparse_sum_readout(self, x, edge_index, batch, num_graphs)
 
 
 class DirectedTransformerLayer(nn.Module):
@@ -212,8 +214,6 @@ class TransformerEncoder(nn.Module):
     ``Linear -> ReLU -> Dropout``. Sparse inputs only (``x``, ``edge_index``, ``batch``);
     a parallel edge or a self loop is one more attention target, as in PyG."""
 
-    aggregation = None  # no dense path
-
     def __init__(self, node_dim: int, *, hidden: int = 128, num_layers: int = 4,
                  embedding_dim: int = 128, dropout: float = 0.0, heads: int = 4) -> None:
         super().__init__()
@@ -229,11 +229,7 @@ class TransformerEncoder(nn.Module):
         if x.dim() == 3:
             raise NasrankError("the transformer encoder has no dense path: build the predictor "
                                "with dense=False (RankingPredictor does so for this encoder)")
-        h, outs = x, []
-        for conv in self.convs:
-            h = conv(h, edge_index)
-            outs.append(h)
-        return self.embed(global_add_pool(torch.cat(outs, dim=-1), batch, size=num_graphs))
+        return _sparse_sum_readout(self, x, edge_index, batch, num_graphs)
 
 
 #: the graph encoders :class:`PredictorNet` can use (``encoder=``); DGCNN is AceNAS's

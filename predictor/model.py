@@ -136,7 +136,6 @@ class RankingPredictor:
         }
         if encoder != "dgcnn":  # only when set: DGCNN checkpoints stay as they were
             self.hparams_cfg["encoder"] = encoder
-        self.encoder_name = encoder
         if not isinstance(hybrid, bool):
             raise NasrankError(f"hybrid must be True or False, got {hybrid!r}")
         self.hybrid = hybrid

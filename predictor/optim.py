@@ -21,7 +21,7 @@ _HAS_FUSED_ADAM = hasattr(torch, "_fused_adam_")
 
 #: :class:`FlatAdam` sets vanishing weights and moments to 0 every this many steps (see
 #: :meth:`FlatAdam.flush_vanishing_`; 0 turns it off)
-FLUSH_SUBNORMALS_EVERY = 16
+FLUSH_VANISHING_EVERY = 16
 #: magnitude below which :meth:`FlatAdam.flush_vanishing_` zeroes weights and first moments
 VANISHING = 1e-30
 
@@ -47,7 +47,7 @@ class FlatAdam:
         dtypes = {p.dtype for p in self.params}
         self.flat: nn.Parameter | None = None
         self._direct = _HAS_FUSED_ADAM  # step through the fused kernel itself (see step)
-        self._steps = 0  # for the periodic subnormal flush
+        self._steps = 0  # for the periodic flush of vanishing values
         fusable = (len(devices) == 1 and dtypes == {torch.float32}
                    and next(iter(devices)).type in ("cpu", "cuda"))
         if not fusable:
@@ -77,7 +77,7 @@ class FlatAdam:
 
     def _after_step(self) -> None:
         self._steps += 1
-        if FLUSH_SUBNORMALS_EVERY and self._steps % FLUSH_SUBNORMALS_EVERY == 0:
+        if FLUSH_VANISHING_EVERY and self._steps % FLUSH_VANISHING_EVERY == 0:
             self.flush_vanishing_(cpu_only=True)
 
     @torch.no_grad()
@@ -85,7 +85,7 @@ class FlatAdam:
         """Set to 0 the weights and first moments below :data:`VANISHING` in magnitude, and the
         second moments that are subnormal (below float32's smallest normal number).
         ``cpu_only``: only tensors on the CPU (GPUs compute on subnormals at full speed).
-        :meth:`step` calls it on the CPU every :data:`FLUSH_SUBNORMALS_EVERY` steps, without a
+        :meth:`step` calls it on the CPU every :data:`FLUSH_VANISHING_EVERY` steps, without a
         device sync.
 
         Why: with L2 weight decay, Adam moves a weight that the loss no longer reaches (into or

@@ -276,9 +276,9 @@ def test_flush_vanishing_zeroes_tiny_weights_and_moments_and_keeps_the_rest_exac
 
 
 def test_step_flushes_every_16_steps_and_the_per_tensor_fallback_flushes_too():
-    from nasrank.predictor.optim import FLUSH_SUBNORMALS_EVERY
+    from nasrank.predictor.optim import FLUSH_VANISHING_EVERY
 
-    assert FLUSH_SUBNORMALS_EVERY == 16
+    assert FLUSH_VANISHING_EVERY == 16
     w = nn.Parameter(torch.tensor([1e-40, 1.0]))
     opt = FlatAdam([w], lr=0.0, weight_decay=0.0)  # lr 0: the steps leave w alone
     for _ in range(15):
