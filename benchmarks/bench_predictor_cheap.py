@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from bench_predictor_nb201 import ZC, clean_proxy, parse_seeds, rf_features
-from nasrank.predictor import RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
+from nasrank.predictor import ENCODERS, RankingPredictor, kendall_tau, ndcg_at_k, precision_at_k
 from nasrank.spaces.benchmarks import canonical_subset, load_nb201
 
 _FINETUNED = ["pre_lr", "pre_margin", "pre_lr_k", "pre_margin_k", "hyb_lr", "hyb_margin",
@@ -434,7 +434,7 @@ def main() -> None:
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--pre-batch", type=int, default=128)
     ap.add_argument("--pre-seed", type=int, default=0, help="seed of the pretraining run")
-    ap.add_argument("--encoder", choices=("dgcnn", "gin", "transformer"), default="dgcnn",
+    ap.add_argument("--encoder", choices=ENCODERS, default="dgcnn",
                     help="graph encoder of every pretrained predictor (checkpoints get a suffix)")
     ap.add_argument("--pre-rank-weight", type=float, default=0.0,
                     help="pretrain(rank_weight=...): RankNet on each label beside the MSE")
@@ -454,7 +454,7 @@ def main() -> None:
                     help="NB201: the pre_* methods fine-tune a PretrainingEnsemble of the "
                          "checkpoints pretrained with these --pre-seed values")
     ap.add_argument("--pre-ensemble-encoders", nargs="+", default=None,
-                    choices=("dgcnn", "gin", "transformer"),
+                    choices=ENCODERS,
                     help="the encoder of each --pre-ensemble-seeds member (default: --encoder)")
     ap.add_argument("--extra-labels", nargs="+", default=None,
                     help="NB201: label tables of every canonical cell (e.g. our own supernet's "

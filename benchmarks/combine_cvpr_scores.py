@@ -32,10 +32,14 @@ def combined_scores(runs: list[Path], seed: int, method: str) -> tuple[np.ndarra
     return truth, np.mean(z, axis=0), parts
 
 
+def split_taus(truth: np.ndarray, mean: np.ndarray, parts: list) -> tuple[float, list[float]]:
+    """(tau of the combined scores, tau of each run) from :func:`combined_scores`' result."""
+    return kendall_tau(truth, mean), [kendall_tau(truth, p["scores"]) for p in parts]
+
+
 def combined_tau(runs: list[Path], seed: int, method: str) -> tuple[float, list[float]]:
     """(tau of the standardised mean, tau of each run) on one split."""
-    truth, mean, parts = combined_scores(runs, seed, method)
-    return kendall_tau(truth, mean), [kendall_tau(truth, p["scores"]) for p in parts]
+    return split_taus(*combined_scores(runs, seed, method))
 
 
 def main() -> None:
@@ -47,14 +51,14 @@ def main() -> None:
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
     for method in args.methods:
-        rows = [combined_tau(args.runs, s, method) for s in seeds]
+        splits = [combined_scores(args.runs, s, method) for s in seeds]  # each loaded once
+        rows = [split_taus(*split) for split in splits]
         comb = np.array([r[0] for r in rows])
         each = np.array([r[1] for r in rows])
         singles = " / ".join(f"{m:.3f}" for m in each.mean(0))
         ndcg = ""
         if args.ndcg:  # NDCG@10 with linear gain, as bench_predictor_cheap.py's ndcg_lin@10
-            vals = [ndcg_at_k(t, m, 10, gain="lin") for t, m, _ in
-                    (combined_scores(args.runs, s, method) for s in seeds)]
+            vals = [ndcg_at_k(t, m, 10, gain="lin") for t, m, _ in splits]
             ndcg = f" NDCG@10 lin of the combined: {np.mean(vals):.3f} |"
         print(f"| {method} | {len(seeds)} | runs: {singles} | combined: {comb.mean():.3f} ± "
               f"{comb.std():.3f} (worst {comb.min():.3f}, >= 0.90: {(comb >= 0.9).sum()}) | "
