@@ -24,13 +24,18 @@ def last_epoch(run: dict) -> tuple[float, float]:
     return end["teacher_acc"], end["student_acc"]
 
 
+def sign_flip_p(diff: np.ndarray) -> float:
+    """Exact two-sided sign-flip p: how often a random sign pattern of the paired differences
+    gives a mean at least as extreme as the observed one (2^n patterns)."""
+    means = [abs(np.mean(diff * np.array(s))) for s in itertools.product((1, -1), repeat=len(diff))]
+    return float(np.mean([m >= abs(diff.mean()) - 1e-15 for m in means]))
+
+
 def paired(diff: np.ndarray) -> str:
     n = len(diff)
     sd = diff.std(ddof=1) if n > 1 else float("nan")
     t = diff.mean() / (sd / np.sqrt(n)) if n > 1 and sd > 0 else float("nan")
-    # exact sign-flip test: how often a random sign pattern gives a mean at least this extreme
-    means = [abs(np.mean(diff * np.array(s))) for s in itertools.product((1, -1), repeat=n)]
-    p = np.mean([m >= abs(diff.mean()) - 1e-15 for m in means])
+    p = sign_flip_p(diff)
     return (f"mean {diff.mean():+.4f}, sd {sd:.4f}, paired t {t:.2f}, higher in "
             f"{int((diff > 0).sum())}/{n}, sign-flip p = {p:.3f}")
 

@@ -235,3 +235,72 @@ def test_e2e_labels_cleaned_by_hand(monkeypatch):
     np.testing.assert_allclose(got["zc_jacov"], [-1.0, -3.0, -3.0])  # -inf -> minimum -3
     with pytest.raises(SystemExit, match="1 cells have no row"):
         bpc._e2e_labels([weak, zc], ["a", "d"])
+
+
+def test_ennas_team_scores_by_hand(monkeypatch):
+    """Two members, each right on one of two images: the equal-weight and the CE-optimal
+    teachers are right on both. CE(w) = log(1 + e^(1-4w)) + log(1 + e^(3w-2)) has its
+    minimum where -4 s(1-4w) + 3 s(3w-2) = 0, which is negative at w = 1/4 and positive at
+    w = 2/3, so the solved w is inside (1/4, 2/3), where both images are classed right."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+
+    a = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    y = torch.tensor([0, 0])
+    z = torch.stack([a, b]).double()
+    s = bt.team_scores(z[:, None], y[None], z, y)
+    assert s == {"members": 0.5, "teacher_in": 1.0, "teacher_out": 1.0, "mean_logits": 1.0}
+    # the equal-weight teacher errs where one member is confidently wrong
+    b2 = torch.tensor([[0.0, 5.0], [2.0, 0.0]])
+    s2 = bt.team_scores(torch.stack([a, b2]).double()[:, None], y[None],
+                        torch.stack([a, b2]).double(), y)
+    assert s2["mean_logits"] == 0.5 and s2["members"] == 0.5
+    sys.modules.pop("bench_ennas_teams", None)
+
+
+def test_ennas_distinct_team_differs_on_every_edge(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+    from nasrank.supernet.nb201_supernet import NB201Supernet
+
+    net = NB201Supernet(10, C=4, N=1)
+    rng = np.random.default_rng(0)
+    counts = np.zeros((6, 5))
+    for _ in range(400):
+        team = bt.distinct_team(net, 3, rng)
+        for e in range(6):
+            ops = [t.ops[e] for t in team]
+            assert len(set(ops)) == 3, ops
+            for o in ops:
+                counts[e, net.decisions()[e].index(o)] += 1
+    # each op is in a team with probability 3/5: 240 of 400 teams, binomial sd ~ 9.8
+    assert np.all(np.abs(counts - 240) < 50), counts
+    with pytest.raises(SystemExit, match="--m 6"):
+        bt.distinct_team(net, 6, rng)
+    sys.modules.pop("bench_ennas_teams", None)
+
+
+def test_ennas_team_diversity_by_hand(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+    from nasrank.supernet.nb201_supernet import NB201Supernet
+
+    net = NB201Supernet(10, C=4, N=1)
+    d = np.full((5, 5), 0.5)
+    np.fill_diagonal(d, 0.0)
+    d[1, 4] = d[4, 1] = 0.2
+    a = net.arch_from_choices([1] * 6)
+    b = net.arch_from_choices([4] * 6)
+    c = net.arch_from_choices([1, 1, 1, 2, 2, 2])
+    assert bt.team_diversity(net, [d] * 6, [a, a]) == 0.0
+    assert bt.team_diversity(net, [d] * 6, [a, b]) == pytest.approx(0.2)
+    # edges 0-2: pairs (a,b)=0.2 (a,c)=0 (b,c)=0.2; edges 3-5: 0.2, 0.5, 0.5 -> mean of 18
+    assert bt.team_diversity(net, [d] * 6, [a, b, c]) == pytest.approx((3 * 0.4 + 3 * 1.2) / 18)
+    sys.modules.pop("bench_ennas_teams", None)
