@@ -1,7 +1,8 @@
 """Diversity vs uniform sampling in EnNAS over several ``bench_ennas.py`` runs (issue 14).
 
-Each argument is the ``--out`` folder of one seed's ``bench_ennas.py`` run with both
-``ennas_diversity`` and ``ennas_uniform``. Prints, per seed, the last epoch's ensemble-teacher
+Each argument is the ``--out`` folder of a ``bench_ennas.py`` run; the folders of one seed
+(its ``args.seed``) together must hold both ``ennas_diversity`` and ``ennas_uniform`` (they may
+come from separate runs; the same run found twice must agree). Prints, per seed, the last epoch's ensemble-teacher
 and mean-student accuracy (training batches) and the weak labels' Kendall tau, then the paired
 difference diversity - uniform: mean, sd, paired t, how many seeds are higher, and a two-sided
 sign-flip permutation p-value (exact over the 2^n sign patterns).
@@ -44,15 +45,22 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="bench_ennas.py --out folders, one per seed")
     args = ap.parse_args(argv)
-    rows = []
+    by_seed: dict[int, dict[str, dict]] = {}
     for folder in args.runs:
         summary = json.loads((Path(folder) / "summary.json").read_text())
-        runs = summary["runs"]
+        runs = by_seed.setdefault(int(summary["args"]["seed"]), {})
+        for name, run in summary["runs"].items():
+            if name in runs and runs[name] != run:
+                raise SystemExit(f"{folder}: seed {summary['args']['seed']} has a second, "
+                                 f"different {name!r} run")
+            runs[name] = run
+    rows = []
+    for seed, runs in by_seed.items():
         missing = [r for r in ("ennas_diversity", "ennas_uniform") if r not in runs]
         if missing:
-            raise SystemExit(f"{folder}: no {missing} run in summary.json")
+            raise SystemExit(f"seed {seed}: no {missing} run in the folders given")
         (td, sd), (tu, su) = last_epoch(runs["ennas_diversity"]), last_epoch(runs["ennas_uniform"])
-        rows.append((summary["args"]["seed"], td, tu, sd, su,
+        rows.append((seed, td, tu, sd, su,
                      runs["ennas_diversity"].get("kendall_tau", float("nan")),
                      runs["ennas_uniform"].get("kendall_tau", float("nan"))))
     rows.sort()

@@ -304,3 +304,32 @@ def test_ennas_team_diversity_by_hand(monkeypatch):
     # edges 0-2: pairs (a,b)=0.2 (a,c)=0 (b,c)=0.2; edges 3-5: 0.2, 0.5, 0.5 -> mean of 18
     assert bt.team_diversity(net, [d] * 6, [a, b, c]) == pytest.approx((3 * 0.4 + 3 * 1.2) / 18)
     sys.modules.pop("bench_ennas_teams", None)
+
+
+def _ennas_summary(folder: Path, seed: int, runs: dict[str, tuple[float, float, float]]) -> Path:
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"args": {"seed": seed}, "runs": {
+        name: {"curve": [{"teacher_acc": 0.0, "student_acc": 0.0},
+                         {"teacher_acc": t, "student_acc": s}], "kendall_tau": k}
+        for name, (t, s, k) in runs.items()}}))
+    return folder
+
+
+def test_ennas_report_merges_the_runs_of_a_seed_across_folders(reports, tmp_path, capsys):
+    ennas, _ = reports
+    a = _ennas_summary(tmp_path / "a", 0, {"ennas_diversity": (0.70, 0.60, 0.2)})
+    b = _ennas_summary(tmp_path / "b", 0, {"ennas_uniform": (0.65, 0.62, 0.1)})
+    c = _ennas_summary(tmp_path / "c", 1, {"ennas_diversity": (0.68, 0.61, 0.3),
+                                           "ennas_uniform": (0.66, 0.60, 0.3)})
+    ennas.main([str(a), str(b), str(c)])
+    out = capsys.readouterr().out
+    assert "| 0 | 0.700 | 0.650 | 0.600 | 0.620 | 0.200 | 0.100 |" in out
+    assert "| 1 | 0.680 | 0.660 | 0.610 | 0.600 | 0.300 | 0.300 |" in out
+    # teacher differences +0.05, +0.02: both higher, mean +0.035; p = 2/4 = 0.5
+    assert "teacher accuracy, diversity - uniform: mean +0.0350" in out
+    assert "higher in 2/2, sign-flip p = 0.500" in out
+    d = _ennas_summary(tmp_path / "d", 0, {"ennas_uniform": (0.64, 0.62, 0.1)})
+    with pytest.raises(SystemExit, match="second, different 'ennas_uniform'"):
+        ennas.main([str(a), str(b), str(d)])
+    with pytest.raises(SystemExit, match=r"seed 0: no \['ennas_uniform'\]"):
+        ennas.main([str(a), str(c)])
