@@ -9,7 +9,12 @@ paths are drawn by each of three samplers, with seeded generators:
 * ``uniform``: ``m`` independent uniform paths (``UniformSampler``; an edge may repeat an op);
 * ``distinct``: on every edge ``m`` different ops, uniformly without replacement (the control:
   diversity sampling also draws without replacement, so this isolates the diversity weighting);
-* ``diversity``: :class:`DiversitySampler` (calibrated so each op is equally likely overall).
+* ``diversity``: :class:`DiversitySampler` (calibrated so each op is equally likely overall);
+* ``maxdiv``: the bound of what any sampler with the paper's constraint can do: on every edge
+  the op set of the team is drawn from the distribution over ``m``-subsets that maximises the
+  expected mean pairwise diversity subject to every op being in the team with probability
+  ``m / n`` (a linear program, :func:`max_diversity_sets`), the ops then shuffled across the
+  paths (so each path alone is still uniform).
 
 Each team's members run on validation images in batches of ``--batch-size`` in train-mode
 BatchNorm with the running statistics restored (as the ensemble teacher is built in training).
@@ -40,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linprog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,7 +54,7 @@ from nasrank.supernet.ennas import DiversitySampler, _frozen_buffers, ensemble_w
 from nasrank.supernet.nb201_supernet import NB201Supernet  # noqa: E402
 from report_ennas_teachers import sign_flip_p  # noqa: E402  (benchmarks/ is the script's folder)
 
-SAMPLERS = ("uniform", "distinct", "diversity")
+SAMPLERS = ("uniform", "distinct", "diversity", "maxdiv")
 METRICS = ("members", "teacher_in", "teacher_out", "mean_logits")
 
 
@@ -59,6 +65,31 @@ def distinct_team(net: NB201Supernet, m: int, rng: np.random.Generator) -> list:
         if m > len(ops):
             raise SystemExit(f"--m {m} exceeds the {len(ops)} ops of an edge")
         columns.append([int(c) for c in rng.choice(len(ops), m, replace=False)])
+    return [net.arch_from_choices([col[i] for col in columns]) for i in range(m)]
+
+
+def max_diversity_sets(div: np.ndarray, m: int) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The ``m``-subsets of an edge's ops and their probabilities maximising the expected mean
+    pairwise diversity with every op's inclusion probability ``m / n`` (scipy's ``linprog``;
+    ``sum p = 1`` follows from the inclusion rows)."""
+    n = len(div)
+    sets = list(itertools.combinations(range(n), m))
+    gain = [np.mean([div[i, j] for i, j in itertools.combinations(t, 2)]) for t in sets]
+    a_eq = np.array([[1.0 if o in t else 0.0 for t in sets] for o in range(n)])
+    res = linprog(-np.array(gain), A_eq=a_eq, b_eq=np.full(n, m / n), bounds=(0, 1),
+                  method="highs")
+    if res.status != 0:
+        raise SystemExit(f"max-diversity linear program failed: {res.message}")
+    p = np.clip(res.x, 0.0, None)
+    return sets, p / p.sum()
+
+
+def maxdiv_team(net: NB201Supernet, plans: list, m: int, rng: np.random.Generator) -> list:
+    """A team drawn from the per-edge :func:`max_diversity_sets` plans, ops shuffled."""
+    columns = []
+    for sets, p in plans:
+        t = sets[int(rng.choice(len(sets), p=p))]
+        columns.append([int(c) for c in rng.permutation(t)])
     return [net.arch_from_choices([col[i] for col in columns]) for i in range(m)]
 
 
@@ -147,8 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
         div = DiversitySampler(net, m, seed=seed)
         div.begin_epoch(epochs, data.train)  # diversity of the final weights, fresh probe
         uni = UniformSampler(net, m)
+        plans = [max_diversity_sets(d, m) for d in div.diversity]
         draw = {"uniform": lambda r: uni.sample(r), "distinct": lambda r: distinct_team(net, m, r),
-                "diversity": lambda r: div.sample(r)}
+                "diversity": lambda r: div.sample(r), "maxdiv": lambda r: maxdiv_team(net, plans, m, r)}
         per = {s: {k: [] for k in (*METRICS, "team_diversity")} for s in SAMPLERS}
         cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for si, s in enumerate(SAMPLERS):
@@ -178,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     report: dict = {"args": vars(args), "rows": rows, "paired": {}}
     rng = np.random.default_rng(0)
-    for a, b in (("diversity", "uniform"), ("diversity", "distinct"), ("distinct", "uniform")):
+    for a, b in (("diversity", "uniform"), ("diversity", "distinct"), ("distinct", "uniform"),
+                 ("maxdiv", "distinct")):
         for k in (*METRICS, "team_diversity"):
             d = np.array([r[f"{a}.{k}"] - r[f"{b}.{k}"] for r in rows])
             boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]

@@ -333,3 +333,43 @@ def test_ennas_report_merges_the_runs_of_a_seed_across_folders(reports, tmp_path
         ennas.main([str(a), str(b), str(d)])
     with pytest.raises(SystemExit, match=r"seed 0: no \['ennas_uniform'\]"):
         ennas.main([str(a), str(c)])
+
+
+def test_ennas_max_diversity_sets(monkeypatch):
+    import itertools
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+    from nasrank.supernet.ennas import _step_weights, calibrate
+
+    # pairs {0,1} and {2,3} are the only diverse ones: half the teams each, by hand
+    d = np.zeros((4, 4))
+    d[0, 1] = d[1, 0] = d[2, 3] = d[3, 2] = 1.0
+    sets, p = bt.max_diversity_sets(d, 2)
+    got = {t: round(float(q), 9) for t, q in zip(sets, p) if q > 1e-12}
+    assert got == {(0, 1): 0.5, (2, 3): 0.5}
+    # a random matrix: every op in 3/5 of the teams, and no feasible sampler is more diverse,
+    # neither uniform without replacement nor EnNAS's calibrated sequential draw (enumerated)
+    rng = np.random.default_rng(3)
+    r = rng.uniform(size=(5, 5))
+    d = (r + r.T) / 2
+    np.fill_diagonal(d, 0.0)
+    sets, p = bt.max_diversity_sets(d, 3)
+    for o in range(5):
+        assert sum(q for t, q in zip(sets, p) if o in t) == pytest.approx(0.6, abs=1e-9)
+    value = lambda t: np.mean([d[i, j] for i, j in itertools.combinations(t, 2)])  # noqa: E731
+    best = sum(q * value(t) for t, q in zip(sets, p))
+    assert best >= np.mean([value(t) for t in sets]) - 1e-12
+    pi = calibrate(d, 3)
+    seq = 0.0
+    for order in itertools.permutations(range(5), 3):
+        prob, drawn = 1.0, []
+        for o in order:
+            w = _step_weights(d, pi, drawn)
+            prob *= w[o] / w.sum()
+            drawn.append(o)
+        seq += prob * value(order)
+    assert best >= seq - 1e-12
+    sys.modules.pop("bench_ennas_teams", None)
