@@ -127,11 +127,44 @@ def team_scores(z_eval: torch.Tensor, y_eval: torch.Tensor, z_fit: torch.Tensor,
             "mean_logits": float((z_eval.mean(0).argmax(-1) == y_eval).float().mean())}
 
 
+def paired_report(rows: list[dict]) -> dict[str, dict]:
+    """Paired differences over supernets (rows) of every metric between sampler pairs, plus
+    the ensemble gain ``gain_in`` / ``gain_out`` = teacher accuracy - mean member accuracy
+    (it takes out the members' own accuracy, which varies from draw to draw but not, in
+    expectation, with the sampler: each path alone is uniform under all four)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for a, b in (("diversity", "uniform"), ("diversity", "distinct"), ("distinct", "uniform"),
+                 ("maxdiv", "distinct")):
+        for k in (*METRICS, "team_diversity", "gain_in", "gain_out"):
+            def value(r: dict, s: str) -> float:
+                if k.startswith("gain_"):
+                    return r[f"{s}.teacher_{k[5:]}"] - r[f"{s}.members"]
+                return r[f"{s}.{k}"]
+            d = np.array([value(r, a) - value(r, b) for r in rows])
+            boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
+            out[f"{a}-{b}.{k}"] = {
+                "mean": float(d.mean()), "interval95": [float(np.quantile(boot, 0.025)),
+                                                        float(np.quantile(boot, 0.975))],
+                "higher": int((d > 0).sum()), "n": len(d),
+                "p": sign_flip_p(d) if len(d) <= 20 else None}
+    return out
+
+
+def print_paired(paired: dict[str, dict]) -> None:
+    for k, v in paired.items():
+        p = "" if v["p"] is None else f" p={v['p']:.4f}"
+        print(f"{k:38s} {v['mean']:+.4f} [{v['interval95'][0]:+.4f}, {v['interval95'][1]:+.4f}]"
+              f" higher {v['higher']}/{v['n']}{p}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--groundtruth", required=True, help="the table whose recipe gives the data")
-    p.add_argument("--root", required=True, help="dataset folder")
-    p.add_argument("--checkpoints", nargs="+", required=True,
+    p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                   help="only print the paired report of the rows of these --out files")
+    p.add_argument("--groundtruth", help="the table whose recipe gives the data")
+    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--checkpoints", nargs="+",
                    help="bench_ennas.py run folders holding supernet.pt (their summary.json one "
                         "level up gives the seed and m)")
     p.add_argument("--teams", type=int, default=60)
@@ -141,8 +174,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fit", type=int, default=320, help="training images to solve teacher_out")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     args = p.parse_args(argv)
+    if args.summarize:
+        rows = [r for f in args.summarize for r in json.loads(Path(f).read_text())["rows"]]
+        report = {"rows": rows, "paired": paired_report(rows)}
+        print_paired(report["paired"])
+        return report
+    missing = [n for n in ("groundtruth", "root", "checkpoints", "out") if not getattr(args, n)]
+    if missing:
+        p.error(f"needs --{', --'.join(missing)} (or --summarize)")
     torch.set_num_threads(args.threads)
 
     from nasrank.search.groundtruth import Recipe, load_recipe_data, read_groundtruth
@@ -208,22 +249,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                           for k, v in row.items()}), flush=True)
 
-    report: dict = {"args": vars(args), "rows": rows, "paired": {}}
-    rng = np.random.default_rng(0)
-    for a, b in (("diversity", "uniform"), ("diversity", "distinct"), ("distinct", "uniform"),
-                 ("maxdiv", "distinct")):
-        for k in (*METRICS, "team_diversity"):
-            d = np.array([r[f"{a}.{k}"] - r[f"{b}.{k}"] for r in rows])
-            boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
-            report["paired"][f"{a}-{b}.{k}"] = {
-                "mean": float(d.mean()), "interval95": [float(np.quantile(boot, 0.025)),
-                                                        float(np.quantile(boot, 0.975))],
-                "higher": int((d > 0).sum()), "n": len(d),
-                "p": sign_flip_p(d) if len(d) <= 20 else None}
+    report = {"args": vars(args), "rows": rows, "paired": paired_report(rows)}
     Path(args.out).write_text(json.dumps(report, indent=1))
-    for k, v in report["paired"].items():
-        print(f"{k:38s} {v['mean']:+.4f} [{v['interval95'][0]:+.4f}, {v['interval95'][1]:+.4f}]"
-              f" higher {v['higher']}/{v['n']} p={v['p']}")
+    print_paired(report["paired"])
     return report
 
 

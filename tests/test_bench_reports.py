@@ -373,3 +373,25 @@ def test_ennas_max_diversity_sets(monkeypatch):
         seq += prob * value(order)
     assert best >= seq - 1e-12
     sys.modules.pop("bench_ennas_teams", None)
+
+
+def test_ennas_teams_paired_gain_by_hand(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+
+    def row(div_members, div_teacher, dist_members, dist_teacher):
+        r = {f"{s}.{k}": 0.5 for s in bt.SAMPLERS for k in (*bt.METRICS, "team_diversity")}
+        r.update({"diversity.members": div_members, "diversity.teacher_in": div_teacher,
+                  "distinct.members": dist_members, "distinct.teacher_in": dist_teacher})
+        return r
+
+    # gains: diversity 0.10, 0.05; distinct 0.04, 0.07 -> differences +0.06, -0.02: mean +0.02
+    rows = [row(0.60, 0.70, 0.62, 0.66), row(0.58, 0.63, 0.60, 0.67)]
+    (tmp_path / "r.json").write_text(json.dumps({"rows": rows}))
+    rep = bt.main(["--summarize", str(tmp_path / "r.json")])["paired"]
+    assert rep["diversity-distinct.gain_in"]["mean"] == pytest.approx(0.02)
+    assert rep["diversity-distinct.gain_in"]["higher"] == 1
+    assert rep["diversity-distinct.teacher_in"]["mean"] == pytest.approx(0.0)
+    assert rep["diversity-distinct.gain_in"]["p"] == 1.0  # 4 sign patterns, all reach |0.02|
+    assert "diversity-distinct.gain_in" in capsys.readouterr().out
+    sys.modules.pop("bench_ennas_teams", None)
