@@ -151,3 +151,20 @@ def test_uniform_sampler_frequencies_and_seeds(supernet):
     assert all(abs(counts[op] - expected) < 250 for op in OPS)
     with pytest.raises(NasrankError, match="archs_per_step"):
         UniformSampler(supernet, archs_per_step=0)
+
+
+def test_fair_sampler_with_a_small_arch_batch_never_repeats_an_op_on_an_edge():
+    """arch_batch m <= 5 takes the first m of one permutation per edge: m distinct ops, each op
+    in a team with probability m / 5 (the EnNAS 'distinct' teams of BENCHMARKS.md, issue 14)."""
+    net = NB201Supernet(10, C=4, N=1)
+    sampler = StrictFairSampler(net, arch_batch=3)
+    rng = np.random.default_rng(0)
+    counts = Counter()
+    for _ in range(500):
+        team = sampler.sample(rng)
+        for e in range(len(EDGES)):
+            ops = [a.ops[e] for a in team]
+            assert len(set(ops)) == 3, ops
+            counts.update(ops)
+    # 500 teams x 6 edges x 3/5 = 1800 per op; binomial sd ~ 27
+    assert all(abs(counts[o] - 1800) < 150 for o in OPS), counts
