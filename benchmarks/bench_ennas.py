@@ -6,6 +6,8 @@ Runs, each a supernet trained from the same initial weights and data order:
 * ``ennas_diversity``: :class:`DiversitySampler` (``m`` paths, diversity refreshed every epoch)
   + :class:`EnsembleKDStrategy`;
 * ``ennas_uniform``: ``m`` uniform paths + the same ensemble distillation;
+* ``ennas_fair``: ``m`` paths of the strict-fair sampler (``arch_batch = m``: no op twice on an
+  edge while ``m`` <= its ops) + the same ensemble distillation;
 * ``spos``: one uniform path per step, cross-entropy, for ``m`` times the epochs (the same
   number of path-images as the EnNAS runs; EnNAS also pays the teacher's weight solve).
 
@@ -34,7 +36,7 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nasrank.supernet.base import StepStrategy, UniformSampler  # noqa: E402
+from nasrank.supernet.base import StepStrategy, StrictFairSampler, UniformSampler  # noqa: E402
 from nasrank.supernet.datasets import load_dataset  # noqa: E402
 from nasrank.supernet.ennas import DiversitySampler, EnsembleKDStrategy  # noqa: E402
 from nasrank.supernet.nb201_supernet import NB201Supernet  # noqa: E402
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
             strategy: StepStrategy = EnsembleKDStrategy(args.tau)
         elif run == "ennas_uniform":
             sampler, strategy = UniformSampler(net, args.m), EnsembleKDStrategy(args.tau)
+        elif run == "ennas_fair":
+            sampler = StrictFairSampler(net, arch_batch=args.m)
+            strategy = EnsembleKDStrategy(args.tau)
         elif run == "spos":
             sampler, strategy, epochs = UniformSampler(net, 1), StepStrategy(), args.m * args.epochs
         else:

@@ -44,7 +44,12 @@ def paired(diff: np.ndarray) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="bench_ennas.py --out folders, one per seed")
+    ap.add_argument("--pair", nargs=2, default=["ennas_diversity", "ennas_uniform"],
+                    metavar=("A", "B"), help="the two runs compared, A - B (default: "
+                    "ennas_diversity ennas_uniform)")
     args = ap.parse_args(argv)
+    ra, rb = args.pair
+    na, nb = (r.removeprefix("ennas_") for r in args.pair)
     by_seed: dict[int, dict[str, dict]] = {}
     for folder in args.runs:
         summary = json.loads((Path(folder) / "summary.json").read_text())
@@ -56,25 +61,24 @@ def main(argv: list[str] | None = None) -> None:
             runs[name] = run
     rows = []
     for seed, runs in by_seed.items():
-        missing = [r for r in ("ennas_diversity", "ennas_uniform") if r not in runs]
+        missing = [r for r in (ra, rb) if r not in runs]
         if missing:
             raise SystemExit(f"seed {seed}: no {missing} run in the folders given")
-        (td, sd), (tu, su) = last_epoch(runs["ennas_diversity"]), last_epoch(runs["ennas_uniform"])
-        rows.append((seed, td, tu, sd, su,
-                     runs["ennas_diversity"].get("kendall_tau", float("nan")),
-                     runs["ennas_uniform"].get("kendall_tau", float("nan"))))
+        (td, sd), (tu, su) = last_epoch(runs[ra]), last_epoch(runs[rb])
+        rows.append((seed, td, tu, sd, su, runs[ra].get("kendall_tau", float("nan")),
+                     runs[rb].get("kendall_tau", float("nan"))))
     rows.sort()
-    print("| seed | teacher, diversity | teacher, uniform | students, diversity | students, uniform "
-          "| tau, diversity | tau, uniform |")
+    print(f"| seed | teacher, {na} | teacher, {nb} | students, {na} | students, {nb} "
+          f"| tau, {na} | tau, {nb} |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join([str(r[0])] + [f"{v:.3f}" for v in r[1:]]) + " |")
     a = np.array([r[1:] for r in rows])
     print("| mean | " + " | ".join(f"{v:.3f}" for v in a.mean(0)) + " |")
     print()
-    print("teacher accuracy, diversity - uniform:", paired(a[:, 0] - a[:, 1]))
-    print("student accuracy, diversity - uniform:", paired(a[:, 2] - a[:, 3]))
-    print("Kendall tau,      diversity - uniform:", paired(a[:, 4] - a[:, 5]))
+    print(f"teacher accuracy, {na} - {nb}:", paired(a[:, 0] - a[:, 1]))
+    print(f"student accuracy, {na} - {nb}:", paired(a[:, 2] - a[:, 3]))
+    print(f"Kendall tau,      {na} - {nb}:", paired(a[:, 4] - a[:, 5]))
 
 
 if __name__ == "__main__":

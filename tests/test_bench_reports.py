@@ -395,3 +395,16 @@ def test_ennas_teams_paired_gain_by_hand(monkeypatch, tmp_path, capsys):
     assert rep["diversity-distinct.gain_in"]["p"] == 1.0  # 4 sign patterns, all reach |0.02|
     assert "diversity-distinct.gain_in" in capsys.readouterr().out
     sys.modules.pop("bench_ennas_teams", None)
+
+
+def test_ennas_report_compares_any_two_runs(reports, tmp_path, capsys):
+    ennas, _ = reports
+    a = _ennas_summary(tmp_path / "a", 0, {"ennas_diversity": (0.70, 0.60, 0.2),
+                                           "ennas_fair": (0.66, 0.61, 0.25)})
+    ennas.main([str(a), "--pair", "ennas_fair", "ennas_diversity"])
+    out = capsys.readouterr().out
+    assert "| seed | teacher, fair | teacher, diversity |" in out
+    assert "| 0 | 0.660 | 0.700 | 0.610 | 0.600 | 0.250 | 0.200 |" in out
+    assert "teacher accuracy, fair - diversity: mean -0.0400" in out
+    with pytest.raises(SystemExit, match=r"seed 0: no \['ennas_uniform'\]"):
+        ennas.main([str(a), "--pair", "ennas_fair", "ennas_uniform"])
