@@ -113,7 +113,7 @@ def logits_of(net: NB201Supernet, arch, batches: list[torch.Tensor]) -> torch.Te
 def team_scores(z_eval: torch.Tensor, y_eval: torch.Tensor, z_fit: torch.Tensor,
                 y_fit: torch.Tensor) -> dict[str, float]:
     """``z_eval`` [m, n_batches, B, C], ``z_fit`` [m, F, C]: the four accuracies of one team."""
-    m, nb = z_eval.shape[0], z_eval.shape[1]
+    nb = z_eval.shape[1]
     members = float((z_eval.argmax(-1) == y_eval).float().mean())
     correct_in = 0
     for b in range(nb):
