@@ -151,6 +151,29 @@ def paired_report(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def across_report(rows_a: list[dict], rows_b: list[dict]) -> dict[str, dict]:
+    """Paired by seed: each sampler's metrics on the supernets of ``rows_a`` minus those of
+    ``rows_b`` (e.g. fair-trained against diversity-trained weights, same teams' sampler)."""
+    by_seed = {r["seed"]: r for r in rows_b}
+    if len(by_seed) != len(rows_b) or len({r["seed"] for r in rows_a}) != len(rows_a):
+        raise SystemExit("--across: a seed appears twice in one side")
+    pairs = [(r, by_seed[r["seed"]]) for r in rows_a if r["seed"] in by_seed]
+    if len(pairs) < 2:
+        raise SystemExit(f"--across needs >= 2 seeds on both sides, found {len(pairs)}")
+    rng = np.random.default_rng(0)
+    out = {}
+    for s in SAMPLERS:
+        for k in (*METRICS, "team_diversity"):
+            d = np.array([a[f"{s}.{k}"] - b[f"{s}.{k}"] for a, b in pairs])
+            boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
+            out[f"{s}.{k}"] = {
+                "mean": float(d.mean()), "interval95": [float(np.quantile(boot, 0.025)),
+                                                        float(np.quantile(boot, 0.975))],
+                "higher": int((d > 0).sum()), "n": len(d),
+                "p": sign_flip_p(d) if len(d) <= 20 else None}
+    return out
+
+
 def print_paired(paired: dict[str, dict]) -> None:
     for k, v in paired.items():
         p = "" if v["p"] is None else f" p={v['p']:.4f}"
@@ -162,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
                    help="only print the paired report of the rows of these --out files")
+    p.add_argument("--across", nargs=2, default=None, metavar=("A", "B"),
+                   help="comma-separated --out files of two sets of supernets: print each "
+                        "sampler's metrics on A's supernets minus B's, paired by seed")
     p.add_argument("--groundtruth", help="the table whose recipe gives the data")
     p.add_argument("--root", help="dataset folder")
     p.add_argument("--checkpoints", nargs="+",
@@ -176,6 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out")
     args = p.parse_args(argv)
+    if args.across:
+        sides = [[r for f in side.split(",") for r in json.loads(Path(f).read_text())["rows"]]
+                 for side in args.across]
+        report = {"across": across_report(*sides)}
+        print_paired(report["across"])
+        return report
     if args.summarize:
         rows = [r for f in args.summarize for r in json.loads(Path(f).read_text())["rows"]]
         report = {"rows": rows, "paired": paired_report(rows)}

@@ -408,3 +408,25 @@ def test_ennas_report_compares_any_two_runs(reports, tmp_path, capsys):
     assert "teacher accuracy, fair - diversity: mean -0.0400" in out
     with pytest.raises(SystemExit, match=r"seed 0: no \['ennas_uniform'\]"):
         ennas.main([str(a), "--pair", "ennas_fair", "ennas_uniform"])
+
+
+def test_ennas_teams_across_pairs_by_seed(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_ennas_teams as bt
+
+    def row(seed, teacher):
+        r = {f"{s}.{k}": 0.5 for s in bt.SAMPLERS for k in (*bt.METRICS, "team_diversity")}
+        r.update({"seed": seed, "distinct.teacher_in": teacher})
+        return r
+
+    (tmp_path / "a1.json").write_text(json.dumps({"rows": [row(1, 0.70)]}))
+    (tmp_path / "a2.json").write_text(json.dumps({"rows": [row(2, 0.64), row(3, 0.9)]}))
+    (tmp_path / "b.json").write_text(json.dumps({"rows": [row(2, 0.60), row(1, 0.66)]}))
+    rep = bt.main(["--across", f"{tmp_path}/a1.json,{tmp_path}/a2.json", str(tmp_path / "b.json")])
+    # seed 3 has no partner: seeds 1 and 2 give +0.04 and +0.04
+    assert rep["across"]["distinct.teacher_in"]["mean"] == pytest.approx(0.04)
+    assert rep["across"]["distinct.teacher_in"]["n"] == 2
+    assert rep["across"]["uniform.teacher_in"]["mean"] == pytest.approx(0.0)
+    with pytest.raises(SystemExit, match=">= 2 seeds"):
+        bt.main(["--across", str(tmp_path / "a1.json"), str(tmp_path / "b.json")])
+    sys.modules.pop("bench_ennas_teams", None)
