@@ -412,6 +412,18 @@ def _requeue_own(study: Study, worker: str) -> None:
             _enqueue_retry(study, t)
 
 
+def _record_heartbeat_now(trial: optuna.Trial) -> None:
+    """Write the trial's first heartbeat before anything is evaluated. Optuna's heartbeat thread
+    writes it asynchronously, and its stale-trial check skips RUNNING trials without a
+    heartbeat row. A worker killed before that first write (seen under load on SQLite) would
+    leave a RUNNING trial that no other worker ever fails and retries."""
+    from optuna.storages._heartbeat import BaseHeartbeat  # Optuna's own seam for this
+
+    storage = trial.storage
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial._trial_id)
+
+
 class _Objective:
     """One trial: claim the proposed arch, evaluate it, record it in user attributes."""
 
@@ -425,6 +437,7 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
+        _record_heartbeat_now(trial)
         trial.set_user_attr("worker", self.worker)
         params = {n: trial.suggest_categorical(n, d.choices) for n, d in self.dists.items()}
         arch = self.space.from_choices(params)

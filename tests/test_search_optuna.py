@@ -391,3 +391,31 @@ def test_cli_search_workers_share_one_study(tmp_path, capsys):
     code, _, err = run_cli(capsys, "search", "--data", str(NB201), "--worker", "3",
                            "--out", str(tmp_path / "y"))
     assert code == 2 and "need --storage" in err
+
+
+def test_a_trial_has_a_heartbeat_before_its_arch_is_evaluated(tmp_path, monkeypatch):
+    """Optuna's heartbeat thread writes a trial's first heartbeat asynchronously, and its
+    stale-trial check skips RUNNING trials without one: a worker killed before that write left
+    a trial RUNNING for good (seen once in CI). With the thread's writes switched off, every
+    evaluation must still find its own trial's heartbeat row in the database."""
+    import contextlib
+    import sqlite3
+
+    import optuna.study._optimize as optimize_mod
+
+    monkeypatch.setattr(optimize_mod, "get_heartbeat_thread",
+                        lambda trial_id, storage: contextlib.nullcontext())
+    db = tmp_path / "hb.db"
+    seen = []
+
+    class Checking(TableOracle):
+        def evaluate(self, arch):
+            with sqlite3.connect(db) as con:
+                seen.append(con.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0])
+            return super().evaluate(arch)
+
+    res = run_optuna_search(space=TinySpace(), oracle=Checking(), budget=3, seed=0,
+                            storage=f"sqlite:///{db}", study_name="hb", worker="w",
+                            heartbeat_interval=1, grace_period=2)
+    assert len(res.queries) == 3
+    assert seen == [1, 2, 3], seen  # one new heartbeat row per trial, written before evaluation
