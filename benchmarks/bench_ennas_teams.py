@@ -42,6 +42,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,6 +128,23 @@ def team_scores(z_eval: torch.Tensor, y_eval: torch.Tensor, z_fit: torch.Tensor,
             "mean_logits": float((z_eval.mean(0).argmax(-1) == y_eval).float().mean())}
 
 
+def difference_stats(d: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean of paired differences ``d``, its 95 % bootstrap interval (10,000 resamples drawn
+    from ``rng``), how many are > 0, and the exact sign-flip p (up to 20 pairs)."""
+    boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
+    return {"mean": float(d.mean()),
+            "interval95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+            "higher": int((d > 0).sum()), "n": len(d),
+            "p": sign_flip_p(d) if len(d) <= 20 else None}
+
+
+def _value(row: dict, sampler: str, metric: str) -> float:
+    """A row's metric of one sampler; ``gain_in`` / ``gain_out`` = teacher - members."""
+    if metric.startswith("gain_"):
+        return row[f"{sampler}.teacher_{metric[5:]}"] - row[f"{sampler}.members"]
+    return row[f"{sampler}.{metric}"]
+
+
 def paired_report(rows: list[dict]) -> dict[str, dict]:
     """Paired differences over supernets (rows) of every metric between sampler pairs, plus
     the ensemble gain ``gain_in`` / ``gain_out`` = teacher accuracy - mean member accuracy
@@ -137,17 +155,8 @@ def paired_report(rows: list[dict]) -> dict[str, dict]:
     for a, b in (("diversity", "uniform"), ("diversity", "distinct"), ("distinct", "uniform"),
                  ("maxdiv", "distinct")):
         for k in (*METRICS, "team_diversity", "gain_in", "gain_out"):
-            def value(r: dict, s: str) -> float:
-                if k.startswith("gain_"):
-                    return r[f"{s}.teacher_{k[5:]}"] - r[f"{s}.members"]
-                return r[f"{s}.{k}"]
-            d = np.array([value(r, a) - value(r, b) for r in rows])
-            boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
-            out[f"{a}-{b}.{k}"] = {
-                "mean": float(d.mean()), "interval95": [float(np.quantile(boot, 0.025)),
-                                                        float(np.quantile(boot, 0.975))],
-                "higher": int((d > 0).sum()), "n": len(d),
-                "p": sign_flip_p(d) if len(d) <= 20 else None}
+            d = np.array([_value(r, a, k) - _value(r, b, k) for r in rows])
+            out[f"{a}-{b}.{k}"] = difference_stats(d, rng)
     return out
 
 
@@ -165,12 +174,7 @@ def across_report(rows_a: list[dict], rows_b: list[dict]) -> dict[str, dict]:
     for s in SAMPLERS:
         for k in (*METRICS, "team_diversity"):
             d = np.array([a[f"{s}.{k}"] - b[f"{s}.{k}"] for a, b in pairs])
-            boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
-            out[f"{s}.{k}"] = {
-                "mean": float(d.mean()), "interval95": [float(np.quantile(boot, 0.025)),
-                                                        float(np.quantile(boot, 0.975))],
-                "higher": int((d > 0).sum()), "n": len(d),
-                "p": sign_flip_p(d) if len(d) <= 20 else None}
+            out[f"{s}.{k}"] = difference_stats(d, rng)
     return out
 
 

@@ -37,11 +37,6 @@ def split_taus(truth: np.ndarray, mean: np.ndarray, parts: list) -> tuple[float,
     return kendall_tau(truth, mean), [kendall_tau(truth, p["scores"]) for p in parts]
 
 
-def combined_tau(runs: list[Path], seed: int, method: str) -> tuple[float, list[float]]:
-    """(tau of the standardised mean, tau of each run) on one split."""
-    return split_taus(*combined_scores(runs, seed, method))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", required=True, type=Path, help="score folders (*_scores)")

@@ -1,11 +1,12 @@
 """Diversity vs uniform sampling in EnNAS over several ``bench_ennas.py`` runs (issue 14).
 
 Each argument is the ``--out`` folder of a ``bench_ennas.py`` run; the folders of one seed
-(its ``args.seed``) together must hold both ``ennas_diversity`` and ``ennas_uniform`` (they may
-come from separate runs; the same run found twice must agree). Prints, per seed, the last epoch's ensemble-teacher
-and mean-student accuracy (training batches) and the weak labels' Kendall tau, then the paired
-difference diversity - uniform: mean, sd, paired t, how many seeds are higher, and a two-sided
-sign-flip permutation p-value (exact over the 2^n sign patterns).
+(its ``args.seed``) together must hold both compared runs (``--pair A B``, default
+``ennas_diversity ennas_uniform``; they may come from separate runs, and the same run found
+twice must agree). Prints, per seed, the last epoch's ensemble-teacher and mean-student accuracy
+(training batches) and the weak labels' Kendall tau, then the paired difference A - B: mean, sd,
+paired t, how many seeds are higher, and a two-sided sign-flip permutation p-value (exact over
+the 2^n sign patterns).
 
     python benchmarks/report_ennas_teachers.py /work/bench_runs/ennas_nb201_s0 ...
 """

@@ -197,7 +197,7 @@ def test_combined_cvpr_scores_hand_computed(tmp_path, monkeypatch):
         (tmp_path / name).mkdir()
         np.savez(tmp_path / name / "3_m.npz", test_index=idx, scores=np.array(scores), truth=truth)
         runs.append(tmp_path / name)
-    comb, each = combine_cvpr_scores.combined_tau(runs, 3, "m")
+    comb, each = combine_cvpr_scores.split_taus(*combine_cvpr_scores.combined_scores(runs, 3, "m"))
     # each run swaps one pair: tau = (5 - 1) / 6; standardised, the two runs' means are
     # -0.894 -0.894 0.894 0.894: four concordant pairs, two tied in the scores
     # (tau-b = 4 / sqrt((6 - 2) * 6))
@@ -210,7 +210,7 @@ def test_combined_cvpr_scores_hand_computed(tmp_path, monkeypatch):
     np.savez(tmp_path / "b" / "4_m.npz", test_index=idx[::-1], scores=truth, truth=truth)
     np.savez(tmp_path / "a" / "4_m.npz", test_index=idx, scores=truth, truth=truth)
     with pytest.raises(SystemExit, match="split 4 has other test archs"):
-        combine_cvpr_scores.combined_tau(runs, 4, "m")
+        combine_cvpr_scores.combined_scores(runs, 4, "m")
 
 
 def test_e2e_labels_cleaned_by_hand(monkeypatch):
