@@ -290,8 +290,8 @@ class MarginPairSampler(ArchSampler):
                              for g in self.teacher.pool_groups(self.groups)]
             if sum(1 for g in self._members if g) < 2:
                 raise NasrankError(
-                    f"the teacher puts the whole pool in one group (its scores all tie): "
-                    f"cannot sample pairs from different groups; use other proxies")
+                    "the teacher puts the whole pool in one group (its scores all tie): "
+                    "cannot sample pairs from different groups; use other proxies")
         return self._members
 
     def sample(self, rng: np.random.Generator) -> list[Arch]:
@@ -343,6 +343,21 @@ def pair_ranking_loss(
         terms.append(F.margin_ranking_loss(s_a[i:i + 1], s_b[i:i + 1], target,
                                            margin=float(margins[i])))
     return torch.stack(terms).mean()
+
+
+def _global_mean(t: torch.Tensor) -> torch.Tensor:
+    """A scalar whose value is the mean of ``t`` over the ranks of a distributed run and whose
+    gradient is ``t``'s own (``t`` alone outside one). The hinge of the ranking loss must see
+    the pair's scores on the whole global batch: on each rank's share alone it could be active
+    on one rank and not on another, and the averaged gradient would differ from one process's.
+    With the trainer's gradient average over ranks (equal shares), the gradient is then exactly
+    one process's."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    mean = t.detach().clone()
+    dist.all_reduce(mean)
+    mean /= dist.get_world_size()
+    return t + (mean - t.detach())
 
 
 class RankingDistillStrategy(StepStrategy):
@@ -397,8 +412,8 @@ class RankingDistillStrategy(StepStrategy):
             return ce_a + ce
         t = self.teacher
         margin = self.margin * abs(t.group(a, self.groups) - t.group(arch, self.groups))
-        rank = pair_ranking_loss((-ce_a).view(1), (-ce).view(1), [t.score(a)],
-                                 [t.score(arch)], [margin])
+        rank = pair_ranking_loss(-_global_mean(ce_a).view(1), -_global_mean(ce).view(1),
+                                 [t.score(a)], [t.score(arch)], [margin])
         return ce_a + ce + weight * rank
 
     def config(self) -> dict[str, Any]:
