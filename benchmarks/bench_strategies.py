@@ -15,7 +15,8 @@ Runs (``--runs``; the catalog depends on the table's space, ``--list`` prints it
 
 * both spaces: ``spos``, ``fairnas`` (fair, default n; both with the supernet's default
   sharing, as the baselines), ``running_teacher``, ``fixed_teacher`` (warm-up = a quarter of
-  the epochs), ``rdnas``, ``proxy:<teacher proxy>`` (with several teacher proxies also
+  the epochs), ``rdnas``, ``rdnas_u1`` / ``rdnas_u1_rank`` (one uniform SPOS path per step
+  before the pair; the pair learns CE + ranking / ranking only), ``proxy:<teacher proxy>`` (with several teacher proxies also
   ``proxy:<p1>+<p2>``, their rank average: the teacher RD-NAS distils);
 * CVPR 2021 channel space (NCS's ablations, other factors at the paper's best sharing):
   ``spos_ncs_sharing``,
@@ -34,6 +35,7 @@ after a kill. Writes ``summary.json`` and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -72,6 +74,12 @@ def catalog(space: str, teacher: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "fixed_teacher": _run("uniform", strategy="fixed_teacher",
                               strategy_opts={"warmup_epochs": "quarter"}),
         "rdnas": _run("rdnas", teacher, "rdnas", teacher),
+        # RD-NAS pairs after one uniform SPOS path per step (CE only), pairs with CE + ranking
+        # (``rdnas_u1``) or ranking only (``rdnas_u1_rank``)
+        "rdnas_u1": _run("rdnas", {**teacher, "uniform_paths": 1}, "rdnas",
+                         {**teacher, "uniform_paths": 1}),
+        "rdnas_u1_rank": _run("rdnas", {**teacher, "uniform_paths": 1}, "rdnas",
+                              {**teacher, "uniform_paths": 1, "pair_ce": False}),
     }
     if space == "cvpr2021":
         best = dict(BEST_SHARING)
@@ -245,8 +253,11 @@ def teacher_alone(args: argparse.Namespace) -> dict[str, list[str]]:
     return runs
 
 
+RDNAS_RUNS = ("rdnas", "rdnas_u1", "rdnas_u1_rank")
+
+
 def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """For every seed with both an ``rdnas`` and a ``proxy:<teacher>`` label table under
+    """For every seed with both an ``rdnas*`` run and a ``proxy:<teacher>`` label table under
     ``out``: Kendall tau of RD-NAS's ``ws_acc`` minus tau of the teacher's score on the same
     archs, with a paired bootstrap 95 % interval (the same resampled archs for both). It says
     whether the supernet ranks above the proxy that taught it."""
@@ -255,25 +266,25 @@ def paired_vs_teacher(truth: Any, out: Path, args: argparse.Namespace) -> dict[s
     from nasrank.search.evaluate import align
 
     res: dict[str, Any] = {}
-    for p in teacher_alone(args):
-        for seed in args.seeds:
-            rd, tp = out / f"rdnas_s{seed}" / "labels.csv", out / f"proxy_{p}_s{seed}" / "labels.csv"
-            if not (rd.exists() and tp.exists()):
-                continue
-            a = align(truth, LabelTable.read_csv(rd), "ws_acc")
-            b = align(truth, LabelTable.read_csv(tp), "teacher")
-            if a.keys != b.keys:
-                raise SystemExit(f"{rd} and {tp} label different archs")
-            diff = lambda i: (kendalltau(a.truth[i], a.score[i])[0]  # noqa: E731
-                              - kendalltau(b.truth[i], b.score[i])[0])
-            rng = np.random.default_rng(seed)
-            n = len(a.keys)
-            boot = [diff(rng.integers(0, n, n)) for _ in range(args.n_boot)]
-            r = res[f"{p}_s{seed}"] = {"diff": float(diff(np.arange(n))),
-                                       "low": float(np.quantile(boot, 0.025)),
-                                       "high": float(np.quantile(boot, 0.975))}
-            print(f"rdnas - proxy:{p} seed {seed}: {r['diff']:+.4f} "
-                  f"[{r['low']:+.4f}, {r['high']:+.4f}]", flush=True)
+    for p, seed, run in itertools.product(teacher_alone(args), args.seeds, RDNAS_RUNS):
+        rd, tp = out / f"{run}_s{seed}" / "labels.csv", out / f"proxy_{p}_s{seed}" / "labels.csv"
+        if not (rd.exists() and tp.exists()):
+            continue
+        a = align(truth, LabelTable.read_csv(rd), "ws_acc")
+        b = align(truth, LabelTable.read_csv(tp), "teacher")
+        if a.keys != b.keys:
+            raise SystemExit(f"{rd} and {tp} label different archs")
+        diff = lambda i: (kendalltau(a.truth[i], a.score[i])[0]  # noqa: E731
+                          - kendalltau(b.truth[i], b.score[i])[0])
+        rng = np.random.default_rng(seed)
+        n = len(a.keys)
+        boot = [diff(rng.integers(0, n, n)) for _ in range(args.n_boot)]
+        name = f"{p}_s{seed}" if run == "rdnas" else f"{run}-{p}_s{seed}"
+        r = res[name] = {"diff": float(diff(np.arange(n))),
+                         "low": float(np.quantile(boot, 0.025)),
+                         "high": float(np.quantile(boot, 0.975))}
+        print(f"{run} - proxy:{p} seed {seed}: {r['diff']:+.4f} "
+              f"[{r['low']:+.4f}, {r['high']:+.4f}]", flush=True)
     return res
 
 

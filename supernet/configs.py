@@ -211,12 +211,14 @@ class MarginPairSamplerConfig(_TeacherOptions):
     """RD-NAS margin subnet sampler: pairs from different zero-cost-teacher rank groups."""
 
     pairs: int = option(1, "architecture pairs per step", low=1)
+    uniform_paths: int = option(0, "uniform (SPOS) paths drawn before the pairs of each step "
+                                   "(give the strategy the same number)", low=0)
 
     def build(self, supernet: Supernet) -> MarginPairSampler:
         from .rdnas import MarginPairSampler
 
         return MarginPairSampler(supernet, self.teacher(supernet), groups=self.groups,
-                                 pairs=self.pairs)
+                                 pairs=self.pairs, uniform_paths=self.uniform_paths)
 
 
 # ----------------------------------------------------------------------------- step strategies
@@ -303,10 +305,15 @@ class RankingDistillConfig(_TeacherOptions):
     weight: float = option(1.0, "lambda: weight of the ranking loss", low=0.0)
     decay_epochs: int = option(0, "lambda falls linearly to 0 over this many epochs "
                                   "(0: constant)", low=0)
+    uniform_paths: int = option(0, "the step's first paths are uniform (SPOS) paths trained by "
+                                   "cross-entropy alone (the sampler's uniform_paths)", low=0)
+    pair_ce: bool = option(True, "the pairs learn their own cross-entropy too (the paper); "
+                                 "false: the ranking loss only")
 
     def build(self, supernet: Supernet) -> RankingDistillStrategy:
         from .rdnas import RankingDistillStrategy
 
         return RankingDistillStrategy(supernet, self.teacher(supernet), groups=self.groups,
                                       margin=self.margin, weight=self.weight,
-                                      decay_epochs=self.decay_epochs)
+                                      decay_epochs=self.decay_epochs,
+                                      uniform_paths=self.uniform_paths, pair_ce=self.pair_ce)

@@ -273,13 +273,14 @@ class MarginPairSampler(ArchSampler):
     within each. Returns ``[a1, b1, a2, b2, ...]``."""
 
     def __init__(self, supernet: Supernet, teacher: ZeroCostTeacher, *, groups: int = 5,
-                 pairs: int = 1) -> None:
+                 pairs: int = 1, uniform_paths: int = 0) -> None:
         super().__init__(supernet)
         if isinstance(groups, bool) or int(groups) != groups or groups < 2:
             raise NasrankError(f"groups must be an int >= 2, got {groups!r}")
         if isinstance(pairs, bool) or int(pairs) != pairs or pairs < 1:
             raise NasrankError(f"pairs must be an int >= 1, got {pairs!r}")
         self.teacher, self.groups, self.pairs = teacher, int(groups), int(pairs)
+        self.uniform_paths = _count(uniform_paths, "uniform_paths")
         self._members: list[list[Arch]] | None = None
 
     def members(self) -> list[list[Arch]]:
@@ -297,7 +298,9 @@ class MarginPairSampler(ArchSampler):
     def sample(self, rng: np.random.Generator) -> list[Arch]:
         members = self.members()
         nonempty = [g for g, m in enumerate(members) if m]
-        out = []
+        counts = [len(d) for d in self.supernet.decisions()]
+        out = [self.supernet.arch_from_choices([int(rng.integers(c)) for c in counts])
+               for _ in range(self.uniform_paths)]
         for _ in range(self.pairs):
             g1 = nonempty[int(rng.integers(len(nonempty)))]
             rest = [g for g in nonempty if g != g1]
@@ -307,8 +310,11 @@ class MarginPairSampler(ArchSampler):
         return out
 
     def config(self) -> dict[str, Any]:
-        return {"name": type(self).__name__, "groups": self.groups, "pairs": self.pairs,
-                "teacher": list(map(_jsonable, self.teacher.settings()))}
+        cfg = {"name": type(self).__name__, "groups": self.groups, "pairs": self.pairs,
+               "teacher": list(map(_jsonable, self.teacher.settings()))}
+        if self.uniform_paths:  # only when set: runs recorded before the option still resume
+            cfg["uniform_paths"] = self.uniform_paths
+        return cfg
 
     def state_dict(self) -> dict[str, Any]:
         return self.teacher.state_dict()
@@ -316,6 +322,12 @@ class MarginPairSampler(ArchSampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state)
         self._members = None
+
+
+def _count(v: Any, name: str) -> int:
+    if isinstance(v, bool) or int(v) != v or v < 0:
+        raise NasrankError(f"{name} must be an int >= 0, got {v!r}")
+    return int(v)
 
 
 def _jsonable(v: Any) -> Any:
@@ -365,7 +377,8 @@ class RankingDistillStrategy(StepStrategy):
     number of paths per batch (``same_batch=True`` and a pair sampler)."""
 
     def __init__(self, supernet: Supernet, teacher: ZeroCostTeacher, *, groups: int = 5,
-                 margin: float = 0.01, weight: float = 1.0, decay_epochs: int = 0) -> None:
+                 margin: float = 0.01, weight: float = 1.0, decay_epochs: int = 0,
+                 uniform_paths: int = 0, pair_ce: bool = True) -> None:
         super().__init__()
         if isinstance(groups, bool) or int(groups) != groups or groups < 2:
             raise NasrankError(f"groups must be an int >= 2, got {groups!r}")
@@ -376,6 +389,12 @@ class RankingDistillStrategy(StepStrategy):
         self.teacher, self.groups = teacher, int(groups)
         self.margin, self.weight = float(margin), float(weight)
         self.decay_epochs = int(decay_epochs)
+        self.uniform_paths = _count(uniform_paths, "uniform_paths")
+        if not isinstance(pair_ce, bool):
+            raise NasrankError(f"pair_ce must be true or false, got {pair_ce!r}")
+        if not pair_ce and self.weight == 0:
+            raise NasrankError("pair_ce=False with weight 0 gives the pairs no loss at all")
+        self.pair_ce = pair_ce
         self._epoch = 0
         self._first: tuple[Arch, torch.Tensor] | None = None
 
@@ -392,35 +411,45 @@ class RankingDistillStrategy(StepStrategy):
         return self.weight * max(0.0, 1.0 - self._epoch / self.decay_epochs)
 
     def paths(self, archs: list[Arch]) -> list[Arch]:
-        if len(archs) % 2:
+        n = len(archs) - self.uniform_paths
+        if n <= 0 or n % 2:
             raise NasrankError(
                 f"ranking distillation compares pairs of paths on one batch, got {len(archs)} "
-                f"path(s) on a batch: use same_batch=True and a sampler of pairs (e.g. 'rdnas')")
+                f"path(s) on a batch ({self.uniform_paths} uniform first): use same_batch=True "
+                f"and a sampler of pairs (e.g. 'rdnas' with the same uniform_paths)")
         return list(archs)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, arch: Arch,
              index: int) -> torch.Tensor | None:
         ce = self.criterion(model(x, arch), y)
-        if index % 2 == 0:
+        if index < self.uniform_paths:  # a uniform path: cross-entropy alone, as SPOS
+            return ce
+        if (index - self.uniform_paths) % 2 == 0:
             self._first = (arch, ce)  # its loss joins the pair's (both graphs are needed)
             return None
         assert self._first is not None
         a, ce_a = self._first
         self._first = None
         weight = self.current_weight()
+        own = ce_a + ce if self.pair_ce else 0.0 * (ce_a + ce)
         if weight == 0.0:
-            return ce_a + ce
+            return own
         t = self.teacher
         margin = self.margin * abs(t.group(a, self.groups) - t.group(arch, self.groups))
         rank = pair_ranking_loss(-_global_mean(ce_a).view(1), -_global_mean(ce).view(1),
                                  [t.score(a)], [t.score(arch)], [margin])
-        return ce_a + ce + weight * rank
+        return own + weight * rank
 
     def config(self) -> dict[str, Any]:
         cfg = {"name": type(self).__name__, "groups": self.groups, "margin": self.margin,
                "weight": self.weight, "teacher": list(map(_jsonable, self.teacher.settings()))}
-        if self.decay_epochs:  # only when set: runs recorded before the option still resume
+        # only when set: runs recorded before these options still resume
+        if self.decay_epochs:
             cfg["decay_epochs"] = self.decay_epochs
+        if self.uniform_paths:
+            cfg["uniform_paths"] = self.uniform_paths
+        if not self.pair_ce:
+            cfg["pair_ce"] = False
         return cfg
 
     def state_dict(self) -> dict[str, Any]:

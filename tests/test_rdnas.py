@@ -269,3 +269,52 @@ def test_rdnas_preset_builds_one_teacher(table):
     sampler, strategy = preset.build(net, sampler_options=opts, strategy_options=opts)
     assert isinstance(sampler, MarginPairSampler) and isinstance(strategy, RankingDistillStrategy)
     assert sampler.teacher is strategy.teacher and preset.same_batch
+
+
+def test_uniform_paths_before_the_pairs_by_hand(table):
+    """uniform_paths = 1: the sampler draws one uniform path (the rng's first integers, one per
+    decision point) before its pair; the strategy gives it cross-entropy alone and the pair
+    CE_a + CE_b + weight * hinge, or weight * hinge alone with pair_ce=False."""
+    path, archs = table
+    net = _net()
+    opts = {"proxies": ["a"], "table": str(path), "groups": 5}
+    sampler = SAMPLERS.make("rdnas", {**opts, "uniform_paths": 1}).build(net)
+    rng = np.random.default_rng(7)
+    drawn = sampler.sample(rng)
+    expect = np.random.default_rng(7).integers(5, size=6)  # NB201: six edges of five ops
+    assert len(drawn) == 3 and net.choices_of(drawn[0]) == [int(c) for c in expect]
+    pair_keys = {net.space.key(a) for a in archs}
+    assert {net.space.key(a) for a in drawn[1:]} <= pair_keys
+    assert sampler.config()["uniform_paths"] == 1
+    assert "uniform_paths" not in SAMPLERS.make("rdnas", opts).build(net).config()
+
+    data = load_dataset("digits", seed=0, subset=64, channels=3)
+    x, y = data.train.tensors
+    u, a, b = net.arch_from_choices([0, 1, 2, 3, 4, 1]), archs[0], archs[9]  # margin 0.2
+    net.train()
+    with torch.no_grad():
+        ce = {k: float(nn.functional.cross_entropy(net(x, arch), y))
+              for k, arch in (("u", u), ("a", a), ("b", b))}
+    hinge = max(0.0, 0.2 + (-ce["a"] + ce["b"]))
+    assert hinge > 0.1
+    for pair_ce, expected in ((True, ce["a"] + ce["b"] + 3.0 * hinge), (False, 3.0 * hinge)):
+        strategy = STEP_STRATEGIES.make("rdnas", {**opts, "uniform_paths": 1, "margin": 0.05,
+                                                  "weight": 3.0, "pair_ce": pair_ce}).build(net)
+        assert strategy.paths([u, a, b]) == [u, a, b]
+        assert float(strategy.loss(net, x, y, u, 0).detach()) == pytest.approx(ce["u"], rel=1e-5)
+        assert strategy.loss(net, x, y, a, 1) is None
+        assert float(strategy.loss(net, x, y, b, 2).detach()) == pytest.approx(expected, rel=1e-5)
+        assert strategy.config()["uniform_paths"] == 1
+        assert ("pair_ce" in strategy.config()) is (not pair_ce)
+        with pytest.raises(NasrankError, match="pairs of paths"):
+            strategy.paths([a, b])  # the uniform path takes one: an odd number is left
+    teacher = ZeroCostTeacher(net, proxies=("a",), table=str(path))
+    with pytest.raises(NasrankError, match="pair_ce=False with weight 0"):
+        RankingDistillStrategy(net, teacher, weight=0.0, pair_ce=False)
+    for bad in (-1, 0.5, True):
+        with pytest.raises(NasrankError, match="uniform_paths"):
+            RankingDistillStrategy(net, teacher, uniform_paths=bad)
+        with pytest.raises(NasrankError, match="uniform_paths"):
+            MarginPairSampler(net, teacher, uniform_paths=bad)
+    with pytest.raises(NasrankError, match="pair_ce"):
+        RankingDistillStrategy(net, teacher, pair_ce="no")
