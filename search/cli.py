@@ -23,6 +23,7 @@ Bad input exits with status 2 and one line ``nasrank: error: ...``, never a trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -385,10 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cmd, quiet = _parse(argv)
+        from nasrank.launch import check_launch
+
+        # under torchrun: rank 0 reports, holds the --out lock and writes; the others only train
+        rank, _ = check_launch(cmd.name)  # type: ignore[attr-defined]
+        quiet = quiet or rank != 0
         configure_logging(quiet)
         from nasrank.locking import command_lock
 
-        with command_lock(cmd):  # one writer per --out (shards: one per shard), refused at once
+        # one writer per --out (shards: one per shard), refused at once
+        with command_lock(cmd) if rank == 0 else contextlib.nullcontext():
             cmd.run(Console(quiet=quiet))  # type: ignore[attr-defined]
         sys.stdout.flush()
         return 0

@@ -367,9 +367,13 @@ def supernet_train_command(cfg: Any, console: Any, *, device: str) -> None:
         raise ConfigError(f"no supernet serves space {space.name!r}")
     data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
                             image_size=cfg.image_size)
-    # written once the inputs are known good: a refused command leaves nothing behind
-    folder = prepare_out(outp / "supernet", settings, cfg)
-    (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
+    # written once the inputs are known good: a refused command leaves nothing behind; under
+    # torchrun by rank 0 alone (the other ranks train with it and write nothing)
+    from nasrank.launch import launched_rank
+
+    if launched_rank()[0] == 0:
+        folder = prepare_out(outp / "supernet", settings, cfg)
+        (folder / SUPERNET_SETTINGS).write_text(json.dumps(settings, indent=2))
     console.say(f"supernet {cfg.supernet.name!r} ({_opts(cfg.supernet)}): {cfg.epochs} epochs, "
                 f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss")
     res = stages.train_supernet_stage(_SupernetPlan.of(cfg), space, data, ctx)

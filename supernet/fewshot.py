@@ -533,15 +533,19 @@ def train_fewshot(
     leaves = [tuple(tuple(a) for a in lf) for lf in leaves]
     base = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if base is not None:
+        from nasrank.launch import launched_rank
+
         record = {"leaves": [[list(a) for a in lf] for lf in leaves], "seed": int(seed)}
         meta = base / "leaves.json"
         if meta.exists():
             if json.loads(meta.read_text()) != record:
                 raise NasrankError(f"{str(meta)!r} records other leaves or seed; use another "
                                    f"checkpoint directory")
-        else:
+        elif launched_rank()[0] == 0:  # under torchrun rank 0 writes, like the checkpoints
             base.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(record))
+            tmp = meta.with_name(meta.name + ".tmp")
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, meta)  # atomic: another rank never reads half a file
     nets, cost = [], {"leaf_epochs": 0, "steps": 0, "path_images": 0, "seconds": 0.0}
     for k, lf in enumerate(leaves):
         net = _fresh(make_supernet, seed + 1000 * k)

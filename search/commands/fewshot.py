@@ -60,6 +60,7 @@ class FewShotCommand(Command):
 
     def run(self, console: Console) -> None:
         import json
+        import os
         from pathlib import Path
 
         from nasrank.errors import ConfigError
@@ -70,6 +71,9 @@ class FewShotCommand(Command):
         from nasrank.supernet.train import epoch_order, get_batch
         from nasrank.supernet.trainer import train_supernet
 
+        from nasrank.launch import launched_rank
+
+        rank = launched_rank()[0]
         device = resolve_device(self.device)
         if self.supernet is None:
             raise ConfigError(f"no supernet serves space {self.space.name!r}")
@@ -110,7 +114,10 @@ class FewShotCommand(Command):
             tree = build_tree(make().to(device), ConstantPolicy(self.depth, self.branching),
                               self.metric, batches, paths=self.paths, balanced=self.balanced,
                               seed=seeds.int("split"), device=device, warmup=warmup)
-            tree_path.write_text(json.dumps({"settings": settings, "tree": tree.to_dict()}))
+            if rank == 0:  # under torchrun every rank built the same tree; rank 0 writes it
+                tmp = tree_path.with_name(tree_path.name + ".tmp")
+                tmp.write_text(json.dumps({"settings": settings, "tree": tree.to_dict()}))
+                os.replace(tmp, tree_path)  # atomic: another rank never reads half a file
         leaves = [lf.allowed for lf in tree.leaves()]
         console.say(f"{len(leaves)} leaves; training each for {self.epochs} epochs")
         fs, cost = train_fewshot(leaves, make, data, epochs=self.epochs,
@@ -119,7 +126,7 @@ class FewShotCommand(Command):
                                  checkpoint_dir=folder / "leaves", progress=console.progress)
         console.say(f"leaves trained: {cost['leaf_epochs']} leaf-epochs, {cost['steps']} steps, "
                     f"{cost['seconds']:.0f} s")
-        if self.num_archs:
+        if self.num_archs and rank == 0:  # labelling is not distributed: rank 0 alone
             archs = sample_unique(space, self.num_archs, seeds.rng("weak_label_archs"))
             table = fewshot_weak_labels(fs, archs, data, folder / "labels", device=device,
                                         seed=seeds.int("weak_labels"),
