@@ -20,7 +20,8 @@ contiguous share of each global batch (``batch_size`` must divide by the world s
 backward runs under ``no_sync`` and the accumulated gradients are averaged across ranks once per
 step, after the step's last backward; so a strategy may run any number of forwards per loss (a
 teacher, a pair of paths for a ranking loss), which DDP's own hook-based reduction does not
-allow. Every rank must therefore run the same paths (same seed, same strategy). BatchNorm
+allow. The step's loss travels in the same all-reduce: every rank reports the global batch's
+loss, and a loss that diverges on one rank stops every rank with the same error. Every rank must therefore run the same paths (same seed, same strategy). BatchNorm
 statistics stay per rank (rank 0's are checkpointed), so with BatchNorm a distributed run equals
 a single-process run only up to those batch statistics.
 """
@@ -93,20 +94,23 @@ def _destroy_own_group() -> None:
         dist.destroy_process_group()
 
 
-def _average_gradients(supernet: torch.nn.Module, world: int) -> None:
-    """Average the accumulated gradients across ranks (one all-reduce of their concatenation).
-    Parameters without a gradient (ops of no visited path) keep none: every rank ran the same
-    paths, so the same parameters have gradients everywhere."""
+def _average_gradients(supernet: torch.nn.Module, world: int, loss: float) -> float:
+    """Average the accumulated gradients and the step's ``loss`` across ranks (one all-reduce of
+    their concatenation); returns the averaged loss, so every rank reports, and checks, the loss
+    of the whole global batch. Parameters without a gradient (ops of no visited path) keep none:
+    every rank ran the same paths, so the same parameters have gradients everywhere."""
     grads = [p.grad for p in supernet.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    device = grads[0].device if grads else next(supernet.parameters()).device
+    dtype = grads[0].dtype if grads else torch.float32
+    flat = torch.cat([g.reshape(-1) for g in grads]
+                     + [torch.tensor([loss], dtype=dtype, device=device)])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+    return float(flat[-1])
 
 
 def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
@@ -257,12 +261,12 @@ def train_supernet(
                         loss = loss / n_paths
                         loss.backward()
                         total += float(loss.detach())
+            if world > 1:  # before the check: a loss that diverged on one rank stops them all
+                total = _average_gradients(supernet, world, total)
             if not np.isfinite(total):
                 raise NasrankError(
                     f"supernet loss is {total} at epoch {epoch} step {steps}: training diverged "
                     f"(lower lr={lr})")
-            if world > 1:
-                _average_gradients(supernet, world)
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(supernet.parameters(), float(grad_clip))
             opt.step()

@@ -11,6 +11,7 @@ import os
 import socket
 from typing import Any
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -61,10 +62,11 @@ def _run(kind: str, out: str, world: int) -> None:
         data = load_dataset("digits", seed=0, subset=128, channels=3)
         net = NB201Supernet(10, C=4, N=1)
         sampler = UniformSampler(net)
-    train_supernet(net, data, sampler, epochs=2, batch_size=32, lr=0.1, seed=1,
-                   progress=False)
+    stats = train_supernet(net, data, sampler, epochs=2, batch_size=32, lr=0.1, seed=1,
+                           progress=False)
     rank = int(os.environ.get("RANK", "0"))
     torch.save(net.state_dict(), os.path.join(out, f"{kind}_{world}_{rank}.pt"))
+    torch.save(stats.last_loss, os.path.join(out, f"{kind}_{world}_{rank}_loss.pt"))
 
 
 def _worker(rank: int, world: int, ports: tuple[int, ...], out: str) -> None:
@@ -102,6 +104,9 @@ def test_ddp_two_processes_match_one(tmp_path):
         ddp = torch.load(tmp_path / f"toy_2_{rank}.pt")
         for k in single:
             assert torch.allclose(single[k], ddp[k], atol=1e-6), (rank, k)
+        # every rank reports the loss of the whole global batch, as one process does
+        loss = torch.load(tmp_path / f"toy_2_{rank}_loss.pt")
+        assert loss == pytest.approx(torch.load(tmp_path / "toy_1_0_loss.pt"), rel=1e-6)
     torch.manual_seed(0)
     untrained = ToySupernet().state_dict()
     assert all(not torch.equal(untrained[k], single[k]) for k in single)  # all were trained

@@ -12,6 +12,7 @@ its own half batch). What distribution must not change:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import socket
 from types import SimpleNamespace
 from typing import Any
@@ -153,3 +154,43 @@ def test_fewshot_and_rdnas_under_ddp_match_one_process(tmp_path):
     moved = [k for k in init if not torch.allclose(init[k], single["rdnas"][k])]
     assert moved, "RD-NAS did not train"
     assert np.isfinite([float(v.abs().sum()) for v in single["rdnas"].values()]).all()
+
+
+def _diverge_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 1's loss turns NaN at the first step; every rank must stop with the same error
+    (the loss is averaged with the gradients before the finiteness check)."""
+    import torch.distributed as dist
+
+    from nasrank.errors import NasrankError
+    from nasrank.supernet.base import StepStrategy, UniformSampler
+    from nasrank.supernet.trainer import train_supernet
+
+    class NanOnRank1(StepStrategy):
+        def loss(self, model, x, y, arch, index):
+            loss = super().loss(model, x, y, arch, index)
+            return loss * float("nan") if rank == 1 else loss
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        net = _Toy()
+        train_supernet(net, load_dataset("digits", seed=0, subset=128), UniformSampler(net),
+                       strategy=NanOnRank1(), epochs=1, batch_size=32, lr=0.1, progress=False)
+    except NasrankError as err:
+        Path(out, f"stopped_{rank}.txt").write_text(str(err))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_loss_that_diverges_on_one_rank_stops_every_rank(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_diverge_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        text = (tmp_path / f"stopped_{rank}.txt").read_text()
+        assert "supernet loss is nan at epoch 0 step 0: training diverged" in text, rank
