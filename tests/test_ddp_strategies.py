@@ -173,16 +173,19 @@ def _diverge_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = _Toy()
     try:
-        torch.manual_seed(0)
-        net = _Toy()
         train_supernet(net, load_dataset("digits", seed=0, subset=128), UniformSampler(net),
                        strategy=NanOnRank1(), epochs=1, batch_size=32, lr=0.1, progress=False)
     except NasrankError as err:
         Path(out, f"stopped_{rank}.txt").write_text(str(err))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    # both ranks stopped after the same all-reduce; meet once more, then leave without the
+    # interpreter's teardown. Under a loaded test run a rank occasionally died of SIGABRT
+    # ("terminate called without an active exception", gloo) in 2 of 16 runs when it went
+    # through the teardown; in 10 runs leaving this way, never
+    dist.barrier()
+    os._exit(0)
 
 
 @pytest.mark.slow
