@@ -18,8 +18,11 @@ Zero-cost proxies are a cheap teacher of the *ranking* of architectures. Three p
   and a margin ranking loss ``max(0, margin_ab - sign(t_a - t_b) * (s_a - s_b))`` makes the pair
   ordered as the teacher orders it, with ``margin_ab = margin * |group(a) - group(b)|`` growing
   with the pair's group distance. The loss of the pair is ``CE_a + CE_b + weight * ranking``;
-  both paths get the ranking gradient (the pair's two forwards share one backward). Optionally
-  (``decay_epochs``, ours, not the paper's) the weight falls linearly to 0 over the first epochs.
+  both paths get the ranking gradient (the pair's two forwards share one backward). Under
+  DDP the hinge sees the pair's scores on the whole global batch. Options of ours, not the
+  paper's: ``decay_epochs`` (the weight falls linearly to 0 over the first epochs),
+  ``uniform_paths`` (uniform paths before the pairs, cross-entropy only) and ``pair_ce=False``
+  (the pairs learn the ranking loss only).
 
 The paper's released code (PicoNAS) is the source for the method's details; the numbers of this
 implementation's defaults are ours (see BENCHMARKS.md for what was measured).

@@ -64,6 +64,7 @@ class FewShotCommand(Command):
         from pathlib import Path
 
         from nasrank.errors import ConfigError
+        from nasrank.launch import launched_rank
         from nasrank.search import stages
         from nasrank.spaces import sample_unique
         from nasrank.supernet.fewshot import (ConstantPolicy, Node, RestrictedUniformSampler,
@@ -71,9 +72,7 @@ class FewShotCommand(Command):
         from nasrank.supernet.train import epoch_order, get_batch
         from nasrank.supernet.trainer import train_supernet
 
-        from nasrank.launch import launched_rank
-
-        rank = launched_rank()[0]
+        rank = launched_rank()[0]  # under torchrun rank 0 writes; every rank trains
         device = resolve_device(self.device)
         if self.supernet is None:
             raise ConfigError(f"no supernet serves space {self.space.name!r}")
