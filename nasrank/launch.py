@@ -3,7 +3,8 @@
 ``torchrun --nproc_per_node K -m nasrank supernet-train ...`` starts K copies of one command.
 They train one supernet together (:mod:`nasrank.supernet.trainer` wraps it in
 DistributedDataParallel); rank 0 alone holds the ``--out`` lock and writes files, the other ranks
-only train. Commands that do not train across ranks are refused under such a launch, since K
+only train. ``run`` trains its supernet on every rank, then rank 0 alone runs the later stages;
+``fewshot`` trains every leaf on every rank and labels on rank 0. Commands that do not train across ranks are refused under such a launch, since K
 copies would each do the whole job and race on the same files.
 """
 
@@ -16,7 +17,7 @@ from nasrank.errors import ConfigError
 __all__ = ["launched_rank", "DISTRIBUTED_COMMANDS", "check_launch"]
 
 #: commands that train across the ranks of a ``torchrun`` launch
-DISTRIBUTED_COMMANDS = ("supernet-train", "fewshot")
+DISTRIBUTED_COMMANDS = ("supernet-train", "fewshot", "run")
 
 
 def launched_rank() -> tuple[int, int]:
@@ -43,6 +44,6 @@ def check_launch(command: str) -> tuple[int, int]:
         raise ConfigError(
             f"nasrank {command} runs in one process, but this is rank {rank} of a launch of "
             f"{world} (WORLD_SIZE={world}): only {', '.join(DISTRIBUTED_COMMANDS)} train across "
-            f"ranks. Run `torchrun ... -m nasrank supernet-train --out DIR`, then the other "
-            f"stages on DIR in one process")
+            f"ranks. Run `torchrun ... -m nasrank supernet-train --out DIR` (or `run`), then the "
+            f"other stages on DIR in one process")
     return rank, world

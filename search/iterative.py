@@ -44,6 +44,19 @@ def round_sizes(budget: int, rounds: int, final_k: int) -> list[int]:
     return [base + (1 if r < extra else 0) for r in range(rounds)]
 
 
+def check_first_fit(budget: int, rounds: int, final_k: int) -> list[int]:
+    """:func:`round_sizes`, refusing a plan whose first predictor fit would see fewer than 2
+    trained architectures (a ranking needs two): e.g. budget 2, 1 round and a final round of 1
+    fits on one. Checked before any work, so ``nasrank run`` refuses it at once."""
+    sizes = round_sizes(budget, rounds, final_k)
+    if (len(sizes) > 1 or final_k) and sizes[0] < 2:
+        raise NasrankError(
+            f"budget {budget} with rounds={rounds} and final_k={final_k} trains {sizes[0]} "
+            f"architecture before the first predictor fit, which needs at least 2 to rank: "
+            f"raise the budget or lower rounds / final_k")
+    return sizes
+
+
 def _top_unseen(scores: np.ndarray, pool: Sequence[Arch], keys: Sequence[str],
                 bo: BudgetedOracle, n: int) -> list[Arch]:
     out = []
@@ -74,7 +87,7 @@ def iterative_sampling(
         raise NasrankError(f"final_k must be a non-negative int, got {final_k!r}")
     if first_round not in ("random", "predicted"):
         raise NasrankError(f"first_round must be 'random' or 'predicted', got {first_round!r}")
-    sizes = round_sizes(budget, rounds, final_k)
+    sizes = check_first_fit(budget, rounds, final_k)
     config = {"method": "iterative_sampling", "seed": check_seed(seed), "rounds": rounds,
               "alpha": float(alpha), "final_k": final_k, "pool_size": pool_size,
               "first_round": first_round, "predictor": describe_factory(predictor_factory),

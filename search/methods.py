@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nasrank.errors import ConfigError
+from nasrank.errors import ConfigError, NasrankError
 from nasrank.registry import Config, option
 
 from .registry import SEARCH_METHODS
@@ -34,6 +34,9 @@ class SearchMethodConfig(Config):
     def build(self, *, space: Any, labels: Any = None, predictor_factory: Any = None,
               fit_kwargs: Mapping[str, Any] | None = None) -> SearchFn:
         raise NotImplementedError
+
+    def check_budget(self, budget: int) -> None:
+        """Refuse a ``budget`` this method cannot spend, before any work (default: any)."""
 
     def _need(self, what: str, value: Any) -> Any:
         if value is None:
@@ -64,6 +67,15 @@ class IterativeConfig(SearchMethodConfig):
     pool_size: int = option(100_000, "candidate pool ranked by the predictor", low=1)
     first_round: str = option("random", "how the first round is picked",
                               choices=("random", "predicted"))
+
+    def check_budget(self, budget: int) -> None:
+        from .iterative import check_first_fit
+
+        final_k = max(1, budget // 10) if self.final_k is None else self.final_k
+        try:
+            check_first_fit(budget, self.rounds, final_k)
+        except NasrankError as err:
+            raise ConfigError(f"--method iterative: {err}") from None
 
     def build(self, *, space: Any, labels: Any = None, predictor_factory: Any = None,
               fit_kwargs: Mapping[str, Any] | None = None) -> SearchFn:

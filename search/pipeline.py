@@ -139,9 +139,14 @@ def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
     timings: dict[str, float] = {}
     data = stages.load_data(cfg.dataset, cfg.data_root, seed=ctx.seeds.int("data"),
                             image_size=cfg.image_size)
-    # config.json is written once the inputs are known good: a refused run leaves nothing
-    prepare_out(outp, {k: v for k, v in cfg.to_dict().items()
-                       if k not in ("name", "out", "device")}, cfg)
+    # config.json is written once the inputs are known good: a refused run leaves nothing.
+    # Under torchrun every rank trains the supernet; rank 0 alone writes and runs the rest.
+    from nasrank.launch import launched_rank
+
+    rank = launched_rank()[0]
+    if rank == 0:
+        prepare_out(outp, {k: v for k, v in cfg.to_dict().items()
+                           if k not in ("name", "out", "device")}, cfg)
 
     t = time.perf_counter()
     sn = None
@@ -152,6 +157,8 @@ def run_pipeline(cfg: Any, console: Any, *, device: str) -> dict[str, Any]:
             f"{cfg.sampler.name} sampling, {cfg.strategy.name} loss, {cfg.supernet_epochs} epochs")
         sn = stages.train_supernet_stage(_SupernetPlan.of(cfg), space, data, ctx)
     timings["supernet_s"] = time.perf_counter() - t
+    if rank != 0:  # the later stages are not distributed
+        return {}
 
     t = time.perf_counter()
     say(f"[2/5] weak labels for {cfg.archs} architectures "

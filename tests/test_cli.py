@@ -46,8 +46,8 @@ def test_toml_config_and_flag_override(tmp_path, capsys):
     cfg.write_text('seed = 7\n[search]\nbudget = 33\nmetric = "cifar100_test"\n')
     args = parse_args(["--config", str(cfg), "search"])
     assert (args.seed, args.budget, args.metric) == (7, 33, "cifar100_test")
-    args = parse_args(["--config", str(cfg), "search", "--budget", "5"])
-    assert args.budget == 5 and args.seed == 7
+    args = parse_args(["--config", str(cfg), "search", "--budget", "8"])
+    assert args.budget == 8 and args.seed == 7
 
 
 @pytest.mark.parametrize("content, needle", [

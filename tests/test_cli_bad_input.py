@@ -160,6 +160,9 @@ CASES: list[tuple[str, str]] = [
     # --- options checked before any work (and nothing written)
     ("run-dataset-unknown", "run --dataset foo --out {out}"),
     ("run-proxies-unknown", "run --proxies foo --out {out}"),
+    # 2 trainings, 1 round + 1 final: the first predictor fit would see one architecture
+    ("run-budget-below-first-fit", "run --budget 2 --method.rounds 1 --out {out}"),
+    ("search-budget-below-first-fit", "search --data {nb201} --budget 3 --method.rounds 2 --out {out}"),
     ("weak-labels-proxies-unknown", "weak-labels --proxies foo --out {sn_incomplete}"),
     ("search-metric-unknown", "search --data {nb201} --metric nosuch --out {out}"),
     ("search-budget-above-space", "search --data {nb201} --budget 301 --method random --out {out}"),

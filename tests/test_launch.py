@@ -1,6 +1,6 @@
 """``nasrank`` under ``torchrun``: rank and world from the environment, commands that do not train
-across ranks refused, and `supernet-train` / `fewshot` launched on 2 CPU ranks (gloo) end to end,
-where rank 0 alone holds the ``--out`` lock and writes."""
+across ranks refused, and `supernet-train` / `fewshot` / `run` launched on 2 CPU ranks (gloo) end
+to end, where rank 0 alone holds the ``--out`` lock and writes."""
 
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ def test_only_training_commands_run_across_ranks(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("RANK", "1")
     assert check_launch("supernet-train") == (1, 2)
     assert check_launch("fewshot") == (1, 2)
+    assert check_launch("run") == (1, 2)
     with pytest.raises(ConfigError, match="nasrank weak-labels runs in one process"):
         check_launch("weak-labels")
-    assert main(["run", "--out", str(tmp_path / "r")]) == 2
-    assert "nasrank run runs in one process, but this is rank 1 of a launch of 2" in \
+    assert main(["proxies", "--out", str(tmp_path / "p"), "--num-archs", "2"]) == 2
+    assert "nasrank proxies runs in one process, but this is rank 1 of a launch of 2" in \
         capsys.readouterr().err
-    assert not (tmp_path / "r").exists()  # refused before anything was written
+    assert not (tmp_path / "p").exists()  # refused before anything was written
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "0")
     assert check_launch("weak-labels") == (0, 1)
@@ -83,3 +84,14 @@ def test_supernet_train_and_fewshot_under_torchrun(tmp_path):
     assert tree["split"] is not None and len(tree["children"]) == 2
     assert (fs / "fewshot" / "leaves" / "leaf_1" / "supernet.pt").is_file()
     assert len((fs / "fewshot" / "weak_labels.csv").read_text().strip().splitlines()) == 1 + 4
+
+    # the whole pipeline: the supernet on both ranks, the later stages on rank 0
+    r = tmp_path / "run"
+    run = _torchrun(["run", "--out", str(r), "--proxies", "", "--supernet-epochs", "1",
+                     "--archs", "20", "--pretrain-epochs", "1", "--budget", "4",
+                     "--method.rounds", "2", "--epochs", "1", "--supernet.channels", "4",
+                     "--image-size", "8"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("[1/5] supernet") == 1 and "[5/5] random baseline" in run.stdout
+    res = json.loads((r / "results.json").read_text())
+    assert {m["queries"] for m in res["methods"].values()} == {4}

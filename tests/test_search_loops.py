@@ -63,6 +63,13 @@ def test_argument_validation():
         iterative_sampling(**kw, predictor_factory=rf, final_k=3)
     with pytest.raises(NasrankError, match="first_round"):
         iterative_sampling(**kw, predictor_factory=rf, first_round="best")
+    # budget 3 = rounds of 1 + 1, then the final pick: the first fit would see 1 architecture
+    with pytest.raises(NasrankError, match="trains 1 architecture before the first predictor"):
+        iterative_sampling(**kw, predictor_factory=rf, rounds=2, final_k=1)
+    from nasrank.search.iterative import check_first_fit
+
+    assert check_first_fit(4, 2, 1) == [2, 1]  # the first fit sees 2: allowed
+    assert check_first_fit(1, 1, 0) == [1]  # no fit at all: allowed
     with pytest.raises(NasrankError, match="predictor_factory"):
         surrogate_evolution(**kw, predictor_factory=lambda seed: object())
     with pytest.raises(NasrankError, match="space"):

@@ -66,6 +66,7 @@ class RunCommand(Command):
         from nasrank.search.stages import check_supernet_space
 
         check_supernet_space(self.space, self.supernet)
+        self.method.check_budget(self.budget)  # before any training
 
     def run(self, console: Console) -> dict:
         from nasrank.search import pipeline

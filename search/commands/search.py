@@ -50,6 +50,7 @@ class SearchCommand(Command):
 
     def check(self) -> None:
         super().check()
+        self.method.check_budget(self.budget)
         if self.checkpoint is not None and not getattr(self.method, "uses_predictor", False):
             raise ConfigError(f"nasrank search: --checkpoint {self.checkpoint!r} would be ignored: "
                               f"--method {self.method.name} fits no predictor (use iterative, "
