@@ -121,7 +121,7 @@ class SurrogateEvolutionConfig(_Tournament):
     """Regularized evolution whose children are screened by the predictor."""
 
     uses_predictor: ClassVar[bool] = True
-    n_init: int = option(10, "random queries before the first fit", low=1)
+    n_init: int = option(10, "random queries before the first fit (a ranking needs 2)", low=2)
     n_children: int = option(100, "mutated children scored per query", low=1)
     queries_per_fit: int = option(1, "queries between two fits", low=1)
 
@@ -171,7 +171,8 @@ class OptunaConfig(SearchMethodConfig):
     ``storage``; see run_optuna_search)."""
 
     uses_predictor: ClassVar[bool] = True
-    n_startup_trials: int = option(10, "random trials before the predictor proposes", low=1)
+    n_startup_trials: int = option(10, "random trials before the predictor proposes (its "
+                                       "first fit ranks them: at least 2)", low=2)
     fit_every: int = option(1, "completed trials between two fits", low=1)
     pool_size: int = option(100_000, "candidate pool ranked by the predictor", low=1)
 
