@@ -50,7 +50,8 @@ class RunCommand(Command):
     batch_size: int = option(64, "images per batch (supernet and stand-alone training)", low=1)
     lr: float = option(0.05, "SGD learning rate (supernet and stand-alone training)", low=0.0,
                        low_open=True)
-    archs: int = option(300, "weak-labelled architectures", low=1)
+    archs: int = option(300, "weak-labelled architectures (the predictor pretrains on them: "
+                             "at least 2)", low=2)
     proxies: tuple[str, ...] = option(("synflow", "nwot", "jacov"),
                                       "zero-cost proxies added to the weak labels ('' for none)")
     pretrain_epochs: int = option(60, "predictor pretraining epochs", low=1)
