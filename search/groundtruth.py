@@ -489,6 +489,11 @@ def run_groundtruth(
         raise NasrankError("the architecture list is empty")
     path = Path(out)
     meta = _meta(recipe, keys, seeds, shard, arch_source or {"given": len(keys)})
+    new = not path.exists() or path.stat().st_size == 0
+    if new and data is None and job_list(len(keys), seeds, shard) and (max_jobs is None
+                                                                      or max_jobs > 0):
+        # a new table: load the data first, so a dataset that cannot load leaves no file
+        data = load_recipe_data(recipe, data_root)
     with _writer_lock(path):
         return _run_jobs(recipe, space, keys, seeds, shard, path, meta, data=data,
                          data_root=data_root, device=device, progress=progress,

@@ -163,6 +163,8 @@ CASES: list[tuple[str, str]] = [
     # 2 trainings, 1 round + 1 final: the first predictor fit would see one architecture
     ("run-budget-below-first-fit", "run --budget 2 --method.rounds 1 --out {out}"),
     ("run-one-weak-label", "run --archs 1 --out {out}"),  # nothing to pretrain on
+    # the recipe's dataset (Fashion-MNIST) without --data-root: refused before the table exists
+    ("groundtruth-dataset-root-missing", "groundtruth --space nb201 --archs 2 --seeds 1 --out {out}/gt.csv"),
     ("search-budget-below-first-fit", "search --data {nb201} --budget 3 --method.rounds 2 --out {out}"),
     ("search-sre-one-init", "search --data {nb201} --method surrogate-re --method.n-init 1 --out {out}"),
     ("search-optuna-one-startup", "search --data {nb201} --method optuna --method.n-startup-trials 1 --out {out}"),
