@@ -343,3 +343,20 @@ def test_fewshot_command_end_to_end_and_resume(tmp_path, capsys):
     bad = [a if a != "synflow" else "snip" for a in argv]
     assert main(bad) == 2  # another metric into the same folder is refused
     assert "other settings" in capsys.readouterr().err
+
+
+def test_fewshot_command_says_why_a_tree_has_fewer_leaves(tmp_path, capsys):
+    """NB201 edges have 5 operations: b = 6 cannot split any, so the tree is its root alone,
+    and the command says so instead of silently training one supernet."""
+    from nasrank.search.cli import main
+
+    argv = ["fewshot", "--out", str(tmp_path), "--metric", "synflow", "--depth", "1",
+            "--branching", "6", "--paths", "1", "--epochs", "1", "--batch-size", "256",
+            "--num-archs", "0", "--supernet.channels", "4", "--device", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 leaves; training each" in out
+    assert "note: 1 leaves, not 6: a node stays a leaf when no decision point" in out
+    other = [a if a != "6" else "2" for a in argv]  # b = 2 into the same folder
+    assert main(other) == 2
+    assert "other settings" in capsys.readouterr().err

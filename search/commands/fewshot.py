@@ -119,6 +119,10 @@ class FewShotCommand(Command):
                 os.replace(tmp, tree_path)  # atomic: another rank never reads half a file
         leaves = [lf.allowed for lf in tree.leaves()]
         console.say(f"{len(leaves)} leaves; training each for {self.epochs} epochs")
+        if len(leaves) < self.branching ** self.depth:
+            console.say(f"note: {len(leaves)} leaves, not {self.branching ** self.depth}: a node "
+                        f"stays a leaf when no decision point it has not split yet has "
+                        f">= {self.branching} choices")
         fs, cost = train_fewshot(leaves, make, data, epochs=self.epochs,
                                  batch_size=self.batch_size, lr=self.lr,
                                  seed=seeds.int("supernet_train"), device=device,
