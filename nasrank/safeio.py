@@ -19,7 +19,8 @@ from typing import IO
 
 from nasrank.errors import DiskFullError, UnsafePathError
 
-__all__ = ["disk_full_guard", "refuse_symlink", "open_append", "DISK_FULL_ERRNOS"]
+__all__ = ["disk_full_guard", "refuse_symlink", "open_append", "write_text_atomic",
+           "DISK_FULL_ERRNOS"]
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -65,6 +66,16 @@ def open_append(path: str | os.PathLike, what: str = "file", *, binary: bool = F
     if binary:
         return os.fdopen(fd, "ab")
     return os.fdopen(fd, "a", encoding="utf-8", newline="")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``: a reader
+    (another rank, a resumed run) sees the old file or the whole new one, never half of it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with disk_full_guard(path):
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def unreadable_checkpoint(path: str | os.PathLike, err: BaseException, redo: str = "") -> str:

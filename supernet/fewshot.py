@@ -534,6 +534,7 @@ def train_fewshot(
     base = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if base is not None:
         from nasrank.launch import launched_rank
+        from nasrank.safeio import write_text_atomic
 
         record = {"leaves": [[list(a) for a in lf] for lf in leaves], "seed": int(seed)}
         meta = base / "leaves.json"
@@ -543,9 +544,7 @@ def train_fewshot(
                                    f"checkpoint directory")
         elif launched_rank()[0] == 0:  # under torchrun rank 0 writes, like the checkpoints
             base.mkdir(parents=True, exist_ok=True)
-            tmp = meta.with_name(meta.name + ".tmp")
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, meta)  # atomic: another rank never reads half a file
+            write_text_atomic(meta, json.dumps(record))  # another rank never reads half of it
     nets, cost = [], {"leaf_epochs": 0, "steps": 0, "path_images": 0, "seconds": 0.0}
     for k, lf in enumerate(leaves):
         net = _fresh(make_supernet, seed + 1000 * k)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import socket
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +24,13 @@ from torch import nn
 
 from nasrank.supernet.base import Supernet
 from nasrank.supernet.datasets import load_dataset
+from test_ddp import _free_ports
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    """This process's place in a gloo launch on 127.0.0.1, as torchrun sets it."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
 
 
 class _Toy(Supernet):
@@ -114,8 +120,7 @@ def _run(out: str, world: int) -> None:
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    _join(rank, world, port)
     try:
         _run(out, world)
     finally:
@@ -129,9 +134,7 @@ def _without_cut(node: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_fewshot_and_rdnas_under_ddp_match_one_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = _free_ports(1)
     mp.spawn(_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     _run(str(tmp_path), 1)
     single = torch.load(tmp_path / "run_1_0.pt")
@@ -170,8 +173,7 @@ def _diverge_worker(rank: int, world: int, port: int, out: str) -> None:
             loss = super().loss(model, x, y, arch, index)
             return loss * float("nan") if rank == 1 else loss
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    _join(rank, world, port)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = _Toy()
@@ -190,9 +192,7 @@ def _diverge_worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_a_loss_that_diverges_on_one_rank_stops_every_rank(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = _free_ports(1)
     mp.spawn(_diverge_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):
         text = (tmp_path / f"stopped_{rank}.txt").read_text()

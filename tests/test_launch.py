@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from nasrank.errors import ConfigError
 from nasrank.launch import check_launch, launched_rank
 from nasrank.search.cli import main
+from test_ddp import _free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,9 +52,7 @@ def test_only_training_commands_run_across_ranks(monkeypatch, tmp_path, capsys):
 
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = _free_ports(1)
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(

@@ -60,11 +60,11 @@ class FewShotCommand(Command):
 
     def run(self, console: Console) -> None:
         import json
-        import os
         from pathlib import Path
 
         from nasrank.errors import ConfigError
         from nasrank.launch import launched_rank
+        from nasrank.safeio import write_text_atomic
         from nasrank.search import stages
         from nasrank.spaces import sample_unique
         from nasrank.supernet.fewshot import (ConstantPolicy, Node, RestrictedUniformSampler,
@@ -114,9 +114,8 @@ class FewShotCommand(Command):
                               self.metric, batches, paths=self.paths, balanced=self.balanced,
                               seed=seeds.int("split"), device=device, warmup=warmup)
             if rank == 0:  # under torchrun every rank built the same tree; rank 0 writes it
-                tmp = tree_path.with_name(tree_path.name + ".tmp")
-                tmp.write_text(json.dumps({"settings": settings, "tree": tree.to_dict()}))
-                os.replace(tmp, tree_path)  # atomic: another rank never reads half a file
+                write_text_atomic(tree_path, json.dumps({"settings": settings,
+                                                         "tree": tree.to_dict()}))
         leaves = [lf.allowed for lf in tree.leaves()]
         console.say(f"{len(leaves)} leaves; training each for {self.epochs} epochs")
         if len(leaves) < self.branching ** self.depth:
