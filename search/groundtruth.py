@@ -165,10 +165,21 @@ def read_arch_file(space: SearchSpace, path: str | os.PathLike) -> list[Arch]:
 
 
 def select_archs(space: SearchSpace, *, n: int | None = None, seed: int = 0,
-                 arch_file: str | os.PathLike | None = None) -> list[Arch]:
-    """The canonical architectures of a table: ``n`` distinct ones sampled uniformly with
+                 arch_file: str | os.PathLike | None = None,
+                 sample: str = "uniform") -> list[Arch]:
+    """The canonical architectures of a table: ``n`` distinct ones sampled with
     ``numpy.random.default_rng(seed)``, or those of ``arch_file`` (the first ``n`` when given).
+    ``sample``: ``uniform`` (``space.sample``), or ``width`` (narrow to wide, the space's
+    ``sample_width_stratified``: a uniform sample of a channel space has near-equal widths).
     Duplicates (same canonical key) are refused."""
+    if sample not in ("uniform", "width"):
+        raise ConfigError(f"arch sample must be 'uniform' or 'width', got {sample!r}")
+    if sample == "width" and arch_file is not None:
+        raise ConfigError("arch sample 'width' samples the architectures: give --archs N "
+                          "without --arch-file")
+    if sample == "width" and not hasattr(space, "sample_width_stratified"):
+        raise ConfigError(f"arch sample 'width' needs a channel space (cvpr2021); space "
+                          f"{space.name!r} has no widths to stratify")
     if arch_file is not None:
         archs = read_arch_file(space, arch_file)
         if n is not None:
@@ -179,7 +190,9 @@ def select_archs(space: SearchSpace, *, n: int | None = None, seed: int = 0,
     else:
         if n is None or isinstance(n, bool) or int(n) < 1:
             raise NasrankError(f"number of architectures must be a positive int, got {n!r}")
-        archs = sample_unique(space, int(n), np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        archs = (space.sample_width_stratified(int(n), rng) if sample == "width"
+                 else sample_unique(space, int(n), rng))
     canon = [space.parse(space.key(a)) for a in archs]
     seen: dict[str, int] = {}
     for i, a in enumerate(canon):
@@ -636,7 +649,7 @@ def seed_agreement(per_seed: np.ndarray) -> float:
 
 def build_groundtruth(
     recipe: Recipe, out: str | os.PathLike, *, archs: int | None = None, arch_seed: int = 0,
-    arch_file: str | os.PathLike | None = None, seeds: int | Sequence[int] = 2,
+    arch_sample: str = "uniform", arch_file: str | os.PathLike | None = None, seeds: int | Sequence[int] = 2,
     data_root: str | os.PathLike | None = None, shard: tuple[int, int] | str | None = None,
     device: str = "cpu", progress: bool | None = None, max_jobs: int | None = None,
 ) -> GroundTruth:
@@ -646,7 +659,8 @@ def build_groundtruth(
     from nasrank.spaces import get_space
 
     space = get_space(recipe.space)
-    chosen = select_archs(space, n=archs, seed=arch_seed, arch_file=arch_file)
+    chosen = select_archs(space, n=archs, seed=arch_seed, arch_file=arch_file,
+                          sample=arch_sample)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if int(seeds) < 1:
             raise ConfigError(f"seeds must be >= 1 training seeds, got {seeds!r}")
@@ -657,6 +671,8 @@ def build_groundtruth(
     source: dict[str, Any] = ({"file": Path(arch_file).name, "n": len(chosen)}
                               if arch_file is not None else
                               {"sampled": len(chosen), "arch_seed": int(arch_seed)})
+    if arch_sample != "uniform":  # recorded only when set: older tables still resume
+        source["sample"] = arch_sample
     return run_groundtruth(recipe, chosen, seed_list, shard_path(out, sh), data_root=data_root,
                            shard=sh, device=device, progress=progress, arch_source=source,
                            max_jobs=max_jobs)

@@ -180,6 +180,36 @@ class CVPR2021Space:
     def sample(self, rng: np.random.Generator) -> CVPR2021Arch:
         return CVPR2021Arch(tuple(c[int(rng.integers(len(c)))] for c in CHOICES))
 
+    def sample_width_stratified(self, n: int, rng: np.random.Generator) -> list[CVPR2021Arch]:
+        """``n`` distinct architectures spread from narrow to wide (for ground-truth tables).
+
+        A uniform sample concentrates every network near the middle width (each position is
+        an independent draw), so on a small dataset its accuracies differ by less than the seed
+        noise of a short training. Here architecture ``k`` gets a width multiplier
+        ``m_k = 16 ** t_k`` with ``t_k`` drawn in the ``k``-th of ``n`` equal strata of [0, 1]
+        (log-uniform from 1x to 16x the narrowest width, 16 = 64 / 4 in the last stage), i.e.
+        the width level ``p_k = (m_k - 1) / 15``; each position's choice index is then
+        ``Binomial(len(choices) - 1, p_k)``. Level 0 is the narrowest network, 1 the widest, the
+        median 0.2 (4x), and at each level the positions still vary. Duplicate keys are redrawn
+        in their stratum.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        out: list[CVPR2021Arch] = []
+        seen: set[str] = set()
+        for k in range(n):
+            for _ in range(1000):
+                level = (16.0 ** ((k + rng.random()) / n) - 1.0) / 15.0
+                arch = CVPR2021Arch(tuple(
+                    c[int(rng.binomial(len(c) - 1, level))] for c in CHOICES))
+                if format_arch(arch) not in seen:
+                    break
+            else:  # pragma: no cover - needs n far beyond the space's size per stratum
+                raise ValueError(f"could not draw a new architecture in stratum {k} of {n}")
+            seen.add(format_arch(arch))
+            out.append(arch)
+        return out
+
     def mutate(self, arch: CVPR2021Arch, rng: np.random.Generator) -> CVPR2021Arch:
         """Change one position (uniform) to another of its widths (uniform)."""
         arch = self._check(arch)

@@ -131,6 +131,12 @@ CASES: list[tuple[str, str]] = [
     ("groundtruth-arch-file-binary", "groundtruth --arch-file {binary} --out {out}/gt.csv"),
     ("groundtruth-arch-file-latin1", "groundtruth --arch-file {latin1} --out {out}/gt.csv"),
     ("groundtruth-arch-file-bad", "groundtruth --arch-file {badarch} --out {out}/gt.csv"),
+    ("groundtruth-width-sample-nb201",
+     "groundtruth --archs 5 --arch-sample width --out {out}/gt.csv"),
+    ("groundtruth-width-sample-with-file",
+     "groundtruth --space cvpr2021 --arch-sample width --arch-file {badarch} --out {out}/gt.csv"),
+    ("groundtruth-arch-sample-unknown",
+     "groundtruth --space cvpr2021 --archs 5 --arch-sample flops --out {out}/gt.csv"),
     # --- checkpoints
     ("predict-ckpt-empty", "predict --checkpoint {ckpt_empty} --all"),
     ("predict-ckpt-binary", "predict --checkpoint {ckpt_binary} --all"),

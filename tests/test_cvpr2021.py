@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, spearmanr
 
 from nasrank.spaces import (
     InvalidArchitectureError,
@@ -195,6 +195,27 @@ def test_sampling_reproducible_and_covers_every_choice():
     rng = np.random.default_rng(0)
     seen = {(i, w) for _ in range(400) for i, w in enumerate(SPACE.sample(rng).widths)}
     assert seen == {(i, w) for i, c in enumerate(CHOICES) for w in c}
+
+
+def test_width_stratified_sample_spans_narrow_to_wide():
+    space = CVPR2021Space()
+    archs = space.sample_width_stratified(100, np.random.default_rng(0))
+    keys = [space.key(a) for a in archs]
+    assert len(set(keys)) == 100
+    for a in archs:  # every width is one of its position's choices
+        assert all(w in c for w, c in zip(a.widths, CHOICES))
+    # width level = mean over positions of (choice index / (choices - 1))
+    level = np.array([np.mean([c.index(w) / (len(c) - 1) for w, c in zip(a.widths, CHOICES)])
+                      for a in archs])
+    # stratum k draws t in [k/100, (k+1)/100] and the level (16^t - 1) / 15; Binomial(m, p) / m
+    # has mean p, and 20 positions average it: first and last strata sit near 0 and 1, the
+    # median near (16^0.5 - 1) / 15 = 0.2, and the levels rise with k
+    assert level[0] < 0.1 and level[-1] > 0.9
+    assert abs(np.median(level) - 0.2) < 0.05
+    assert spearmanr(level, np.arange(100))[0] > 0.97
+    assert space.sample_width_stratified(100, np.random.default_rng(0)) == archs
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        space.sample_width_stratified(0, np.random.default_rng(0))
 
 
 def test_size_and_lazy_enumeration():

@@ -15,6 +15,7 @@ from nasrank.search.groundtruth import (
     parse_shard, read_groundtruth, run_groundtruth, select_archs, shard_path,
 )
 from nasrank.spaces import get_space
+from nasrank.spaces.cvpr2021 import CHOICES
 from nasrank.supernet.train import train_standalone
 
 RECIPE = Recipe(space="nb201", dataset="digits", epochs=1, batch_size=32, lr=0.05,
@@ -145,6 +146,20 @@ def test_select_archs_is_seeded_canonical_and_reads_files(tmp_path):
     with pytest.raises(NasrankError, match="entry 1"):
         f.write_text("|bogus~0|\n")
         select_archs(space, arch_file=f)
+
+
+def test_select_archs_width_sample_spans_the_channel_space():
+    space = get_space("cvpr2021")
+    got = select_archs(space, n=30, seed=3, sample="width")
+    assert got == space.sample_width_stratified(30, np.random.default_rng(3))
+    total = [sum(a.widths) for a in got]  # the narrowest network first, wide ones last
+    assert total[0] <= sum(min(c) for c in CHOICES) + 8 and max(total[-3:]) > 500
+    with pytest.raises(ConfigError, match="space 'nb201' has no widths"):
+        select_archs(get_space("nb201"), n=3, sample="width")
+    with pytest.raises(ConfigError, match="without --arch-file"):
+        select_archs(space, arch_file="x.txt", sample="width")
+    with pytest.raises(ConfigError, match="got 'flops'"):
+        select_archs(space, n=3, sample="flops")
 
 
 def test_shard_helpers_and_recipe_checks():

@@ -45,6 +45,9 @@ class GroundTruthCommand(Command):
     archs: int | None = option(None, "architectures: sampled uniformly (distinct canonical "
                                "keys), or the first N of --arch-file", low=1)
     arch_seed: int = option(0, "seed of the architecture sample", low=0)
+    arch_sample: str = option("uniform", "how --archs N are sampled: uniform, or width "
+                              "(narrow to wide, log-uniform width; channel spaces)",
+                              choices=("uniform", "width"))
     arch_file: str | None = option(None, "file listing the architectures (one per line, or a "
                                    "CSV with an arch/key column)")
     seeds: int = option(2, "training seeds per architecture (0..K-1)", low=1)
@@ -86,7 +89,7 @@ class GroundTruthCommand(Command):
                                   "--arch-file FILE")
             gt = build_groundtruth(
                 self.recipe(), self.table, archs=self.archs, arch_seed=self.arch_seed,
-                arch_file=self.arch_file, seeds=self.seeds, data_root=self.data_root,
+                arch_sample=self.arch_sample, arch_file=self.arch_file, seeds=self.seeds, data_root=self.data_root,
                 shard=self.shard, device=resolve_device(self.device),
                 progress=console.progress)
         done = int(gt.complete_mask().sum())
