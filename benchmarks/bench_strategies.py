@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="RD-NAS lambda falls linearly to 0 over this fraction of the epochs "
                    "(0: constant, the paper's)")
     p.add_argument("--bn-batches", type=int, default=8)
+    p.add_argument("--eval-batches", type=int, default=None,
+                   help="label on the first N validation batches (default: the whole split)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -222,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    same_batch=run["same_batch"], progress=False)
             labels = weak_labels_for_truth(truth, net, where / "labels.csv", data=data,
                                            bn_batches=args.bn_batches, device=args.device,
-                                           seed=seed, batch_size=args.batch_size)
+                                           seed=seed, batch_size=args.batch_size,
+                                           eval_batches=args.eval_batches)
             res = supernet_eval(truth, labels, "ws_acc", n_boot=args.n_boot, seed=seed,
                                 plot=False)
             entries.append({"seed": seed, "epochs": epochs, "paths_per_batch": per_batch,

@@ -53,7 +53,8 @@ def build_supernet(recipe: Recipe, data, seed: int):
 
 
 def train_and_label(recipe: Recipe, data, keys: list[str], sampler: str, seed: int,
-                    budget: int, folder: Path, *, bn_batches: int, device: str) -> tuple:
+                    budget: int, folder: Path, *, bn_batches: int, device: str,
+                    eval_batches: int | None = None) -> tuple:
     from nasrank.supernet.registry import SAMPLERS
     from nasrank.supernet.trainer import train_supernet
     from nasrank.supernet.weak_labels import generate_weak_labels
@@ -69,7 +70,8 @@ def train_and_label(recipe: Recipe, data, keys: list[str], sampler: str, seed: i
     c1 = time.process_time()
     archs = [sn.space.parse(k) for k in keys]
     table = generate_weak_labels(sn, archs, data, folder / "weak_labels.csv",
-                                 bn_batches=bn_batches, batch_size=128, device=device,
+                                 bn_batches=bn_batches, eval_batches=eval_batches,
+                                 batch_size=128, device=device,
                                  seed=seed, progress=False)
     c2 = time.process_time()
     return table, {"train_cpu_s": c1 - c0, "label_cpu_s": c2 - c1, "steps": stats.steps,
@@ -128,6 +130,8 @@ def main() -> None:
     ap.add_argument("--proxies", default="synflow,nwot,jacob_cov,snip")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--bn-batches", type=int, default=4)
+    ap.add_argument("--eval-batches", type=int, default=None,
+                    help="label on the first N validation batches of 128 (default: all)")
     ap.add_argument("--archs", type=int, default=None,
                     help="judge on the first N archs of the truth's list (a uniform sample; "
                          "all of them must be trained); default: every fully trained arch")
@@ -180,7 +184,8 @@ def main() -> None:
         for sampler in samplers:  # seeds outer: every sampler has a seed before any has two
             folder = out / f"{sampler}-seed{seed}"
             table, cost = train_and_label(recipe, data, keys, sampler, seed, args.budget, folder,
-                                          bn_batches=args.bn_batches, device=args.device)
+                                          bn_batches=args.bn_batches, device=args.device,
+                                          eval_batches=args.eval_batches)
             report["costs"][f"{sampler}-seed{seed}"] = cost
             for col in ("ws_acc", "ws_neg_loss"):
                 per_col[(sampler, col)].append(judge(table, col))

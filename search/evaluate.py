@@ -307,11 +307,13 @@ def weak_labels_for_truth(
     truth: GroundTruth, supernet: Any, out_path: str | os.PathLike, *,
     data_root: str | os.PathLike | None = None, data: Any = None, bn_batches: int = 8,
     batch_size: int = 128, device: str = "cpu", seed: int = 0, progress: bool = False,
-    proxies: Sequence[str] | None = None,
+    proxies: Sequence[str] | None = None, eval_batches: int | None = None,
 ) -> LabelTable:
     """Weak labels (``ws_acc``, ``ws_neg_loss``, ...) of the truth's archs from ``supernet`` (an
-    object or a checkpoint path), on the validation split of the truth's own recipe; resumable
-    (``generate_weak_labels`` appends to ``out_path``)."""
+    object or a checkpoint path), on the validation split of the truth's own recipe (its first
+    ``eval_batches`` batches when given: a large split made to measure the truth precisely can
+    cost more to label than the supernet's training); resumable (``generate_weak_labels``
+    appends to ``out_path``)."""
     from nasrank.supernet.weak_labels import generate_weak_labels
 
     from .groundtruth import Recipe
@@ -325,5 +327,5 @@ def weak_labels_for_truth(
         data = load_recipe_data(Recipe(**truth.recipe), data_root)
     archs = [sn.space.parse(k) for k in truth.archs]
     return generate_weak_labels(sn, archs, data, out_path, bn_batches=bn_batches,
-                                batch_size=batch_size, device=device, seed=seed,
-                                proxies=proxies, progress=progress)
+                                eval_batches=eval_batches, batch_size=batch_size, device=device,
+                                seed=seed, proxies=proxies, progress=progress)
