@@ -158,6 +158,13 @@ def test_weak_labels_from_a_supernet_checkpoint(tmp_path):
     assert table.keys == KEYS and 0.0 <= table.column("ws_acc").min() <= 1.0
     res = supernet_eval(gt, table, "ws_acc", n_boot=20)
     assert res.n_archs == 5
+    # eval_batches=1: each accuracy is over the first 64 validation images, so a multiple of 1/64
+    # (the whole split holds more than 64: the full-split labels are not all multiples)
+    one = weak_labels_for_truth(gt, tmp_path / "sn", tmp_path / "weak1.csv", data=data,
+                                bn_batches=1, batch_size=64, eval_batches=1)
+    assert len(data.valid) > 64
+    np.testing.assert_allclose(one.column("ws_acc") * 64, np.round(one.column("ws_acc") * 64),
+                               atol=1e-9)
     wrong = _truth(vals, keys=[get_space("cvpr2021").key(get_space("cvpr2021").largest())] * 1
                    + KEYS[1:], space="cvpr2021")
     with pytest.raises(SpaceMismatchError):
