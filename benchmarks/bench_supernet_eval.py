@@ -204,8 +204,8 @@ def write_report(report: dict, out: Path, n_archs: int) -> None:
     """results.json and results.md (rewritten after every supernet, so a stopped run leaves the
     rows it finished)."""
     (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"| score | seeds | Kendall tau | Spearman | Pearson | P@10% | regret@1 | regret@5 "
-             f"| tau/ceiling |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| score | seeds | Kendall tau | Spearman | Pearson | P@10% | regret@1 | regret@5 "
+             "| tau/ceiling |", "|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["rows"].items():
         cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f} [{row[m]['low']:.3f}, "
                  f"{row[m]['high']:.3f}]" if row["n_seeds"] > 1 else
