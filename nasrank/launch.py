@@ -4,8 +4,9 @@
 They train one supernet together (:mod:`nasrank.supernet.trainer` wraps it in
 DistributedDataParallel); rank 0 alone holds the ``--out`` lock and writes files, the other ranks
 only train. ``run`` trains its supernet on every rank, then rank 0 alone runs the later stages;
-``fewshot`` trains every leaf on every rank and labels on rank 0. Commands that do not train across ranks are refused under such a launch, since K
-copies would each do the whole job and race on the same files.
+``fewshot`` trains every leaf on every rank and labels on rank 0. Commands that do not train
+across ranks are refused under such a launch, since K copies would each do the whole job and
+race on the same files.
 """
 
 from __future__ import annotations

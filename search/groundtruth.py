@@ -649,7 +649,8 @@ def seed_agreement(per_seed: np.ndarray) -> float:
 
 def build_groundtruth(
     recipe: Recipe, out: str | os.PathLike, *, archs: int | None = None, arch_seed: int = 0,
-    arch_sample: str = "uniform", arch_file: str | os.PathLike | None = None, seeds: int | Sequence[int] = 2,
+    arch_sample: str = "uniform", arch_file: str | os.PathLike | None = None,
+    seeds: int | Sequence[int] = 2,
     data_root: str | os.PathLike | None = None, shard: tuple[int, int] | str | None = None,
     device: str = "cpu", progress: bool | None = None, max_jobs: int | None = None,
 ) -> GroundTruth:

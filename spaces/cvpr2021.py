@@ -196,17 +196,17 @@ class CVPR2021Space:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         out: list[CVPR2021Arch] = []
-        seen: set[str] = set()
+        seen: set[CVPR2021Arch] = set()
         for k in range(n):
             for _ in range(1000):
                 level = (16.0 ** ((k + rng.random()) / n) - 1.0) / 15.0
                 arch = CVPR2021Arch(tuple(
                     c[int(rng.binomial(len(c) - 1, level))] for c in CHOICES))
-                if format_arch(arch) not in seen:
+                if arch not in seen:
                     break
             else:  # pragma: no cover - needs n far beyond the space's size per stratum
                 raise ValueError(f"could not draw a new architecture in stratum {k} of {n}")
-            seen.add(format_arch(arch))
+            seen.add(arch)
             out.append(arch)
         return out
 

@@ -89,8 +89,8 @@ class GroundTruthCommand(Command):
                                   "--arch-file FILE")
             gt = build_groundtruth(
                 self.recipe(), self.table, archs=self.archs, arch_seed=self.arch_seed,
-                arch_sample=self.arch_sample, arch_file=self.arch_file, seeds=self.seeds, data_root=self.data_root,
-                shard=self.shard, device=resolve_device(self.device),
+                arch_sample=self.arch_sample, arch_file=self.arch_file, seeds=self.seeds,
+                data_root=self.data_root, shard=self.shard, device=resolve_device(self.device),
                 progress=console.progress)
         done = int(gt.complete_mask().sum())
         secs = sum(r["seconds"] for r in gt.rows)
